@@ -1,0 +1,315 @@
+"""Configuration: dataclasses, YAML presets shipped with the package, and `key=value` overrides.
+
+One mechanism serves the CLI (`--config toy model.depth=4`), papermill (a YAML of parameters) and Python:
+
+    cfg = load_config("toy", ["model.depth=4", "train.epochs=2"])
+    cfg.model.depth  # 4
+
+Unknown keys and values of the wrong type raise `ConfigError` naming the key, so a typo never
+silently trains the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ATTENTION_TYPES = (
+    "divided_space_time",
+    "joint_space_time",
+    "space_only",
+    "sparse_local_global",
+    "axial",
+)
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value has the wrong type."""
+
+
+@dataclass
+class ModelConfig:
+    """The TimeSformer architecture. Defaults are TimeSformer-B/16, 8 frames at 224 px, 400 classes."""
+
+    img_size: int = 224  # training image size; other sizes work at run time (pos_embed interpolated)
+    patch_size: int = 16
+    in_chans: int = 3
+    num_frames: int = 8  # frames the time embedding was built for; other counts are interpolated
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    num_classes: int = 400  # 0: no head, the model returns the final class-token features
+    attention_type: str = "divided_space_time"
+    drop_rate: float = 0.0  # dropout after the MLP layers and attention projections
+    attn_drop_rate: float = 0.0  # dropout on attention probabilities
+    drop_path_rate: float = 0.1  # stochastic depth, linear from 0 to this over the blocks
+    layer_norm_eps: float = 1e-6
+    init_std: float = 0.02  # truncated-normal std of Linear weights, pos_embed and cls_token
+    pretrained: str = ""  # weights to start from (any format `load_pretrained` reads); "" for none
+
+    def __post_init__(self) -> None:
+        if self.attention_type not in ATTENTION_TYPES:
+            raise ConfigError(
+                f"model.attention_type={self.attention_type!r} is not one of {', '.join(ATTENTION_TYPES)}"
+            )
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}"
+            )
+        if self.img_size < self.patch_size:
+            raise ConfigError(f"model.img_size={self.img_size} is smaller than model.patch_size={self.patch_size}")
+
+    @property
+    def grid(self) -> int:
+        """Patches per side at `img_size`."""
+        return self.img_size // self.patch_size
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how they are sampled and transformed (see `timesformer_lite.data`)."""
+
+    dataset: str = "toy"  # toy | list | csv | folder | ucf101 | kinetics | hmdb51
+    root: str = "data/toy_motions"  # dataset root; list paths are relative to it
+    train_list: str = "train.txt"
+    val_list: str = "val.txt"
+    test_list: str = "test.txt"
+    classes: str = "classes.txt"  # one class name per line, in label order; "" to infer
+    split: int = 1  # official split number for ucf101 / hmdb51
+    train_sampling: str = "segment"  # segment | dense | linspace
+    test_sampling: str = "segment"
+    sampling_rate: int = 32  # frame stride for dense sampling (the official 8x32)
+    target_fps: float = 30.0  # dense sampling window is num_frames*sampling_rate frames at this fps
+    num_clips: int = 1  # temporal views at test time
+    num_crops: int = 1  # spatial views at test time (3 = UniformCrop)
+    train_scale: list[int] = field(default_factory=lambda: [256, 320])  # short-side jitter range
+    test_scale: int = 224  # short side before the test crop
+    hflip: bool = True  # off for direction-sensitive data (toy motions, SSv2)
+    mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
+    std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
+    num_workers: int = 4
+    backend: str = "auto"  # auto (decord, PyAV fallback) | decord | pyav
+    # toy-motions generation (used when dataset=toy and root has no data yet)
+    toy_per_class: int = 1000
+    toy_frames: int = 8
+    toy_size: int = 32
+    toy_seed: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe and run bookkeeping (see `timesformer_lite.train`)."""
+
+    name: str = "run"  # runs/<name>/ holds checkpoints, metrics and the summary
+    out_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    epochs: int = 15
+    batch_size: int = 8  # clips per device per step
+    grad_accum: int = 1
+    optimizer: str = "sgd"  # sgd (Nesterov, the reference recipe) | adamw
+    lr: float = 0.005  # for a global batch of `lr_batch` clips, scaled linearly with the real one
+    lr_batch: int = 64
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"  # step (x0.1 at milestones) | cosine (with warmup)
+    milestones: list[int] = field(default_factory=lambda: [11, 14])
+    warmup_epochs: float = 0.0
+    clip_grad: float = 0.0  # max grad norm; 0 disables clipping
+    amp: str = "none"  # none | bf16 | fp16
+    grad_checkpointing: bool = False
+    compile: bool = False
+    label_smoothing: float = 0.0
+    resume: str = ""  # "" | auto | path to a checkpoint
+    eval_every: int = 1  # epochs between validations
+
+
+@dataclass
+class Config:
+    """Everything a run needs; a preset YAML has one section per field."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def presets() -> list[str]:
+    """Names of the presets shipped in `timesformer_lite/configs/`."""
+    return sorted(p.name[:-5] for p in resources.files("timesformer_lite.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' does not exist; presets are: {', '.join(presets())}")
+        text = path.read_text()
+    else:
+        res = resources.files("timesformer_lite.configs") / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise ConfigError(
+                f"unknown preset {str(name_or_path)!r}; presets are: {', '.join(presets())} (or pass a .yaml path)"
+            )
+        text = res.read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {str(name_or_path)!r} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check `value` against the dataclass field type `tp`; return it converted where lossless."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin in (list, tuple):
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} expects a list of {_type_name(item_tp)}, got {value!r}")
+        return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} expects true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} expects an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key} expects a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key} expects a string, got {value!r}")
+    raise ConfigError(f"{key} has an unsupported type {tp!r}")
+
+
+def _unknown(key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], [k.rsplit(".", 1)[-1] for k in known], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(known)}")
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """Instantiate dataclass `cls` from a (partial) mapping, checking every key and type."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise _unknown(f"{prefix}{key}", [f"{prefix}{n}" for n in names])
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{prefix}{key} is a section; give it a mapping, got {value!r}")
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(f"{prefix}{key}", value, tp)
+    return cls(**kwargs)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`"model.depth=4"` -> `("model.depth", 4)`; the value is read as YAML (numbers, booleans, lists)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value (e.g. model.depth=4)")
+    key, raw = item.split("=", 1)
+    key = key.strip().removeprefix("--")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r} descends into a value that is not a section")
+        node[leaf] = value
+    return out
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in update.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(
+    preset: str | Path | dict[str, Any] | Config | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Build a `Config` from a preset name, a YAML path, a dict or a `Config`, then apply overrides.
+
+    Args:
+        preset: a shipped preset (`"smoke"`, `"toy"`, `"ucf101"`, `"k400"`), a `.yaml` path, a nested dict,
+            or an existing `Config`; `None` gives the defaults.
+        overrides: `["model.depth=4", ...]` or `{"model.depth": 4}`; dotted keys reach into sections.
+
+    Raises:
+        ConfigError: for an unknown key (with the valid ones listed) or a value of the wrong type.
+    """
+    if preset is None:
+        base: dict[str, Any] = {}
+    elif isinstance(preset, Config):
+        base = preset.to_dict()
+    elif isinstance(preset, dict):
+        base = preset
+    else:
+        base = _read_yaml(preset)
+    if isinstance(overrides, dict):
+        flat = dict(overrides)
+    else:
+        flat = dict(parse_override(o) for o in overrides or [])
+    merged = _merge(base, _nest(flat))
+    return _build(Config, merged, "")
+
+
+def model_config(values: dict[str, Any] | ModelConfig | None = None, **kwargs: Any) -> ModelConfig:
+    """A `ModelConfig` from a mapping plus keyword overrides, with the same checks as `load_config`."""
+    base = asdict(values) if isinstance(values, ModelConfig) else dict(values or {})
+    base.update(kwargs)
+    return _build(ModelConfig, base, "model.")
