@@ -1,9 +1,9 @@
 """timesformer_lite: TimeSformer (divided space-time attention) as a course and a library.
 
-    import timesformer_lite as tl
-    model = tl.TimeSformer(tl.ModelConfig(num_classes=400))
-    logits = model(video)                       # video (B, T, 3, H, W)
-    logits, maps = model(video, return_attention=True)
+import timesformer_lite as tl
+model = tl.TimeSformer(tl.ModelConfig(num_classes=400))
+logits = model(video)                       # video (B, T, 3, H, W)
+logits, maps = model(video, return_attention=True)
 """
 
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, load_config, presets

@@ -67,7 +67,9 @@ class ModelConfig:
                 f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}"
             )
         if self.img_size < self.patch_size:
-            raise ConfigError(f"model.img_size={self.img_size} is smaller than model.patch_size={self.patch_size}")
+            raise ConfigError(
+                f"model.img_size={self.img_size} is smaller than model.patch_size={self.patch_size}"
+            )
 
     @property
     def grid(self) -> int:
@@ -151,7 +153,9 @@ class Config:
 
 def presets() -> list[str]:
     """Names of the presets shipped in `timesformer_lite/configs/`."""
-    return sorted(p.name[:-5] for p in resources.files("timesformer_lite.configs").iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name[:-5] for p in resources.files("timesformer_lite.configs").iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
@@ -169,7 +173,9 @@ def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
         text = res.read_text()
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config {str(name_or_path)!r} must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"config {str(name_or_path)!r} must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 
