@@ -63,13 +63,9 @@ class ModelConfig:
                 f"model.attention_type={self.attention_type!r} is not one of {', '.join(ATTENTION_TYPES)}"
             )
         if self.embed_dim % self.num_heads:
-            raise ConfigError(
-                f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}"
-            )
+            raise ConfigError(f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}")
         if self.img_size < self.patch_size:
-            raise ConfigError(
-                f"model.img_size={self.img_size} is smaller than model.patch_size={self.patch_size}"
-            )
+            raise ConfigError(f"model.img_size={self.img_size} is smaller than model.patch_size={self.patch_size}")
 
     @property
     def grid(self) -> int:
@@ -173,9 +169,7 @@ def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
         text = res.read_text()
     data = yaml.safe_load(text) or {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"config {str(name_or_path)!r} must be a mapping of sections, got {type(data).__name__}"
-        )
+        raise ConfigError(f"config {str(name_or_path)!r} must be a mapping of sections, got {type(data).__name__}")
     return data
 
 

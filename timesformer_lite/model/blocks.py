@@ -151,9 +151,7 @@ class Block(nn.Module):
         S = seq.shape[0]
         if step.with_cls:
             seq = torch.cat([cls[:, None, None].expand(B, S // B, 1, D).reshape(S, 1, D), seq], dim=1)
-        out, probs = getattr(self, f"{step.prefix}attn")(
-            getattr(self, f"{step.prefix}norm1")(seq), need_weights
-        )
+        out, probs = getattr(self, f"{step.prefix}attn")(getattr(self, f"{step.prefix}norm1")(seq), need_weights)
         out = self.drop_path(out)
         if step.with_cls:
             cls = cls + out[:, 0].reshape(B, S // B, D).mean(dim=1)  # the copies, averaged back

@@ -165,17 +165,13 @@ class TimeSformer(nn.Module):
         cls = (self.cls_token[0, 0] + pos[0]).expand(B, D)
         return self.pos_drop(x), cls
 
-    def forward_features(
-        self, video: Tensor, return_attention: bool = False
-    ) -> tuple[Tensor, AttentionMaps | None]:
+    def forward_features(self, video: Tensor, return_attention: bool = False) -> tuple[Tensor, AttentionMaps | None]:
         """The final class-token features (B, D) after the last LayerNorm, and the maps if asked."""
         if video.dim() != 5:
             raise ValueError(f"expected a video of shape (B, T, C, H, W), got {tuple(video.shape)}")
         B, T, C, H, W = video.shape
         if self.cfg.in_chans != C:
-            raise ValueError(
-                f"video has {C} channels at dim 2, the model expects {self.cfg.in_chans} (B, T, C, H, W)"
-            )
+            raise ValueError(f"video has {C} channels at dim 2, the model expects {self.cfg.in_chans} (B, T, C, H, W)")
         p = self.cfg.patch_size
         if p > H or p > W:
             raise ValueError(f"frames of {H}x{W} px are smaller than one {p}x{p} patch")

@@ -41,9 +41,7 @@ _BLOCK = [
 def _rename(key: str, to_hf: bool) -> str | None:
     src, dst = (0, 1) if to_hf else (1, 0)
     block = (
-        re.match(r"blocks\.(\d+)\.(.*)", key)
-        if to_hf
-        else re.match(r"timesformer\.encoder\.layer\.(\d+)\.(.*)", key)
+        re.match(r"blocks\.(\d+)\.(.*)", key) if to_hf else re.match(r"timesformer\.encoder\.layer\.(\d+)\.(.*)", key)
     )
     if block:
         i, rest = block.groups()
