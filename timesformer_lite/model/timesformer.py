@@ -89,7 +89,7 @@ class TimeSformer(nn.Module):
         else:
             self.time_embed = nn.Parameter(torch.zeros(1, cfg.num_frames, D))
         self.pos_drop = nn.Dropout(cfg.drop_rate)
-        rates = torch.linspace(0, cfg.drop_path_rate, cfg.depth).tolist()
+        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear, 0 first
         self.blocks = nn.ModuleList(
             Block(
                 D,
