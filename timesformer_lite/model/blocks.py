@@ -175,3 +175,23 @@ class Block(nn.Module):
                 maps[step.grouping] = probs
         dx, dcls = self.drop_path(self.mlp(self.norm2(x)), self.mlp(self.norm2(cls)))
         return x + dx, cls + dcls, maps
+
+
+def attended_patches(attention_type: str, T: int, h: int, w: int, query: tuple[int, int, int]) -> dict[str, Tensor]:
+    """Which patches a query patch (t, i, j) attends to in each step of a scheme, read off the real groupings.
+
+    Returns {grouping: bool (T, h, w)}; drawn in notebooks/04 and the README figure.
+    """
+    t, i, j = query
+    sizes = axis_sizes(1, T, h, w)
+    index = torch.arange(T * h * w).reshape(1, T, h * w, 1)  # token id = t*N + i*w + j
+    target = t * h * w + i * w + j
+    out = {}
+    for step in SCHEMES[attention_type]:
+        pattern = GROUPINGS[step.grouping].pattern
+        seqs = rearrange(index, pattern, **_lengths(pattern, sizes))[..., 0]  # (S, L)
+        members = seqs[(seqs == target).any(dim=1)].flatten()
+        mask = torch.zeros(T * h * w, dtype=torch.bool)
+        mask[members] = True
+        out[step.grouping] = mask.reshape(T, h, w)
+    return out

@@ -1,18 +1,25 @@
-"""Hugging Face `transformers` Timesformer <-> ours: parameter names and config fields.
+"""Hugging Face `transformers` Timesformer <-> ours: parameter names, config fields, `save_pretrained` folders.
 
 Our parameter names are the official TimeSformer ones (`blocks.3.temporal_attn.qkv.weight`); HF renamed
 them (`timesformer.encoder.layer.3.temporal_attention.attention.qkv.weight`). Both use the same tensor
-shapes and the same fused q;k;v layout, so conversion is renaming only.
+shapes and the same fused q;k;v layout, so conversion is renaming only. Reading and writing a folder
+needs no `transformers`: it is a `config.json`, a `model.safetensors` and a `preprocessor_config.json`.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
-from torch import Tensor
+from safetensors.torch import save_file
+from torch import Tensor, nn
 
-from ..config import ModelConfig, model_config
+from ..config import Config, DataConfig, ModelConfig, model_config
+from .checkpoint import Checkpoint
+from .infer import inferred_config
+from .io import WeightsError, atomic_write, read_safetensors, torch_load
 
 # (ours, HF) for the parameters outside the blocks
 _TOP = [
@@ -106,7 +113,8 @@ def config_to_hf(cfg: ModelConfig, id2label: dict[int, str] | None = None) -> di
         layer_norm_eps=cfg.layer_norm_eps,
         qkv_bias=cfg.qkv_bias,
         attention_type=cfg.attention_type,
-        drop_path_rate=cfg.drop_path_rate,
+        # transformers 5.x types this field as int: pass whole numbers as int
+        drop_path_rate=int(cfg.drop_path_rate) if float(cfg.drop_path_rate).is_integer() else cfg.drop_path_rate,
         num_labels=cfg.num_classes,
     )
     if id2label is not None:
@@ -121,7 +129,7 @@ def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
     if act != "gelu":
         raise ValueError(f"hidden_act={act!r} is not supported (TimeSformer uses exact 'gelu')")
     hidden = hf.get("hidden_size", 768)
-    num_labels = hf.get("num_labels", len(hf.get("id2label") or {}) or 400)
+    num_labels = hf.get("num_labels", len(hf["id2label"]) if "id2label" in hf else 400)
     values = dict(
         img_size=hf.get("image_size", 224),
         patch_size=hf.get("patch_size", 16),
@@ -142,3 +150,114 @@ def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
     )
     values.update(overrides)
     return model_config(values)
+
+
+def _classes(id2label: dict[Any, str] | None) -> list[str] | None:
+    """Class names from `id2label`, or None when they are transformers' placeholders `LABEL_i`."""
+    if not id2label:
+        return None
+    by_index = {int(k): v for k, v in id2label.items()}
+    labels = [by_index.get(i, f"LABEL_{i}") for i in range(len(by_index))]
+    return None if all(re.fullmatch(r"LABEL_\d+", label) for label in labels) else labels
+
+
+def checkpoint_from_hf(
+    state: dict[str, Tensor],
+    what: str,
+    hf_config: dict[str, Any] | None = None,
+    preprocessor: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """A `Checkpoint` from HF Timesformer tensors (classification or bare `TimesformerModel` names).
+
+    Args:
+        state: the HF state dict.
+        what: names the weights in error messages.
+        hf_config: the `config.json` contents; without it the architecture is inferred from shapes.
+        preprocessor: the `preprocessor_config.json` contents, for the normalisation mean and std.
+    """
+    if not any(k.startswith("timesformer.") for k in state):  # TimesformerModel: no prefix, no classifier
+        state = {f"timesformer.{k}": v for k, v in state.items()}
+    ours, unmapped = state_dict_from_hf(state)
+    ours.update({k: state[k] for k in unmapped})  # kept under their HF names: reported as unexpected
+    if hf_config is not None:
+        model, guessed = config_from_hf(hf_config), []
+        classes = _classes(hf_config.get("id2label"))
+    else:
+        model, guessed = inferred_config(ours, what)
+        classes = None
+    data = DataConfig()
+    if preprocessor and "image_mean" in preprocessor and "image_std" in preprocessor:
+        data = DataConfig(mean=list(preprocessor["image_mean"]), std=list(preprocessor["image_std"]))
+    return Checkpoint(ours, Config(model=model, data=data), classes, "hf", guessed=guessed)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightsError(f"'{path}' is not readable JSON: {e}") from e
+
+
+def read_hf_weights(directory: Path) -> dict[str, Tensor]:
+    """The tensors of a `save_pretrained` folder (`model.safetensors`, else `pytorch_model.bin`)."""
+    if (directory / "model.safetensors").is_file():
+        return read_safetensors(directory / "model.safetensors")[0]
+    if (directory / "pytorch_model.bin").is_file():
+        return torch_load(directory / "pytorch_model.bin")
+    if any(directory.glob("*.index.json")):
+        raise WeightsError(f"'{directory}' holds sharded weights; merge them (save_pretrained(max_shard_size='100GB'))")
+    raise WeightsError(f"'{directory}' has a config.json but no model.safetensors or pytorch_model.bin")
+
+
+def read_hf_dir(directory: str | Path) -> Checkpoint:
+    """A `Checkpoint` from a `TimesformerForVideoClassification.save_pretrained` folder."""
+    directory = Path(directory)
+    hf_config = read_json(directory / "config.json")
+    if hf_config.get("model_type") != "timesformer":
+        raise WeightsError(
+            f"'{directory}/config.json' has model_type={hf_config.get('model_type')!r}, not 'timesformer'"
+        )
+    pre = directory / "preprocessor_config.json"
+    preprocessor = read_json(pre) if pre.is_file() else None
+    return checkpoint_from_hf(read_hf_weights(directory), f"'{directory}' (hf)", hf_config, preprocessor)
+
+
+def save_hf(
+    directory: str | Path, model: nn.Module, config: Config | None = None, classes: list[str] | None = None
+) -> Path:
+    """Write `model` as a folder that `TimesformerForVideoClassification.from_pretrained` loads.
+
+    Args:
+        directory: the folder (created if needed); existing files of the same names are replaced atomically.
+        model: a `TimeSformer` with divided, joint or space_only attention (the schemes HF has).
+        config: the run config; its normalisation goes to `preprocessor_config.json`. Defaults to
+            `model.run_config` when present.
+        classes: class names for `id2label`; defaults to `model.classes` when present.
+    """
+    directory = Path(directory)
+    cfg: ModelConfig = model.cfg
+    config = config if config is not None else getattr(model, "run_config", None) or Config()
+    classes = classes if classes is not None else getattr(model, "classes", None)
+    if classes is not None and len(classes) != cfg.num_classes:
+        raise WeightsError(f"{len(classes)} class names for a head of {cfg.num_classes} classes")
+    hf_config = config_to_hf(cfg, dict(enumerate(classes)) if classes else None)
+    hf_config.update(model_type="timesformer", architectures=["TimesformerForVideoClassification"])
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict_to_hf(model.state_dict()).items()}
+    preprocessor = {
+        "image_processor_type": "VideoMAEImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": cfg.img_size},
+        "do_center_crop": True,
+        "crop_size": {"height": cfg.img_size, "width": cfg.img_size},
+        "resample": 2,  # bilinear
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(config.data.mean),
+        "image_std": list(config.data.std),
+    }
+    atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    for name, content in (("config.json", hf_config), ("preprocessor_config.json", preprocessor)):
+        text = json.dumps(content, indent=2) + "\n"
+        atomic_write(directory / name, lambda tmp, text=text: Path(tmp).write_text(text))
+    return directory
