@@ -1,0 +1,257 @@
+"""`VideoDataset` (files + labels -> sampled, transformed clips) and `build_dataset(cfg, split)`.
+
+    ds = build_dataset(load_config("toy"), "train")
+    item = ds[0]        # {"video": (T, C, H, W) float, "label": int, "index": 0}, or None if unreadable
+
+Splits: "train" = training sampling + random augmentation; "val" = one deterministic clip, centre crop
+(fast, used every epoch); "test" = `num_clips x num_crops` views stacked as (V, T, C, H, W), clip-major
+(clip 0 crop 0, clip 0 crop 1, ...). A video that cannot be read returns None after a warning and is
+counted in `num_skipped` (per process: with DataLoader workers, the `skipped` field of each batch
+carries the count back to the trainer).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..config import Config
+from .annotations import (
+    AnnotationError,
+    Items,
+    hmdb51_split,
+    kinetics_annotations,
+    kinetics_split,
+    read_classes,
+    read_csv_list,
+    read_list,
+    scan_folder,
+    ucf101_split,
+)
+from .decode import VideoReadError, read_frames, video_info
+from .sampling import SAMPLINGS, sample_indices
+from .transforms import ClipTransform
+
+SPLITS = ("train", "val", "test")
+DATASETS = ("toy", "list", "csv", "folder", "ucf101", "kinetics", "hmdb51")
+
+
+class VideoDataset(Dataset):
+    """Videos on disk with integer labels, decoded and transformed on access.
+
+    Args:
+        root: folder the item paths are relative to.
+        items: `(relative_path, label)` pairs.
+        classes: class names in label order.
+        num_frames: T, frames per clip.
+        transform: the spatial pipeline (`ClipTransform`); its `train` flag picks random augmentation.
+        sampling: "segment", "linspace" or "dense" (see `timesformer_lite.data.sampling`).
+        num_clips: temporal views per video (evaluation only).
+        multi_view: return (V, T, C, H, W) instead of (T, C, H, W) (the "test" split).
+        sampling_rate, target_fps: dense sampling parameters.
+        backend: "auto", "decord" or "pyav".
+        seed: seeds the sampling/augmentation generator; DataLoader workers reseed it (see `build_loader`).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        items: Items,
+        classes: list[str],
+        *,
+        num_frames: int,
+        transform: ClipTransform,
+        sampling: str = "segment",
+        num_clips: int = 1,
+        multi_view: bool = False,
+        sampling_rate: int = 32,
+        target_fps: float = 30.0,
+        backend: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling {sampling!r} is not one of {', '.join(SAMPLINGS)}")
+        if transform.train and (num_clips != 1 or multi_view):
+            raise ValueError("training clips are single views: use num_clips=1 and multi_view=False")
+        self.root = Path(root)
+        self.items = list(items)
+        self.classes = list(classes)
+        self.num_frames = num_frames
+        self.transform = transform
+        self.sampling = sampling
+        self.num_clips = num_clips
+        self.multi_view = multi_view
+        self.sampling_rate = sampling_rate
+        self.target_fps = target_fps
+        self.backend = backend
+        self.rng = np.random.default_rng(seed)
+        self.num_skipped = 0
+
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.items]
+
+    @property
+    def train(self) -> bool:
+        return self.transform.train
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def path(self, index: int) -> Path:
+        return self.root / self.items[index][0]
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling/augmentation generator (called per DataLoader worker)."""
+        self.rng = np.random.default_rng(seed)
+
+    def load(self, index: int) -> torch.Tensor:
+        """The views of item `index`, (V, T, C, H, W); raises `VideoReadError` for an unreadable file."""
+        path = self.path(index)
+        info = video_info(path)
+        clips = [
+            sample_indices(
+                self.sampling,
+                info.num_frames,
+                self.num_frames,
+                train=self.train,
+                rng=self.rng,
+                clip_idx=k,
+                num_clips=self.num_clips,
+                sampling_rate=self.sampling_rate,
+                fps=info.fps,
+                target_fps=self.target_fps,
+            )
+            for k in range(self.num_clips)
+        ]
+        frames = read_frames(path, [i for c in clips for i in c], self.backend, info=info)  # (K*T, H, W, C)
+        views = [
+            self.transform(frames[k * self.num_frames : (k + 1) * self.num_frames], self.rng) for k in range(len(clips))
+        ]
+        return torch.cat(views)  # (V, T, C, H, W), clip-major
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        try:
+            video = self.load(index)
+        except VideoReadError as e:
+            self.num_skipped += 1
+            warnings.warn(f"skipping item {index}: {e}", RuntimeWarning, stacklevel=2)
+            return None
+        return {"video": video if self.multi_view else video[0], "label": self.items[index][1], "index": index}
+
+
+def _resolve(root: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else root / path
+
+
+def _items(cfg: Config, split: str) -> tuple[Items, list[str]]:
+    """The (path, label) list and class names of one split, from whatever format `data.dataset` names."""
+    d = cfg.data
+    root = Path(d.root)
+    list_name = {"train": d.train_list, "val": d.val_list, "test": d.test_list}[split]
+    if d.dataset in ("toy", "list", "csv"):
+        if d.dataset == "toy":
+            from .toy import ensure_toy_data
+
+            ensure_toy_data(root, per_class=d.toy_per_class, frames=d.toy_frames, size=d.toy_size, seed=d.toy_seed)
+        classes = read_classes(_resolve(root, d.classes)) if d.classes else None
+        reader = read_csv_list if d.dataset == "csv" else read_list
+        items = reader(_resolve(root, list_name), classes)
+        if classes is None:
+            classes = [str(i) for i in range(max(label for _, label in items) + 1)] if items else []
+        return items, classes
+    if d.dataset == "folder":
+        classes = read_classes(_resolve(root, d.classes)) if d.classes and _resolve(root, d.classes).is_file() else None
+        return scan_folder(root, split, classes)
+    if d.dataset == "ucf101":
+        return ucf101_split(root, d.split, "train" if split == "train" else "test")
+    if d.dataset == "hmdb51":
+        return hmdb51_split(root, d.split, "train" if split == "train" else "test")
+    if d.dataset == "kinetics":
+        return _kinetics_items(root, split)
+    raise ValueError(f"data.dataset={d.dataset!r} is not one of {', '.join(DATASETS)}")
+
+
+def _kinetics_items(root: Path, split: str) -> tuple[Items, list[str]]:
+    """Kinetics: `root/annotations/{train,val}.csv` (or `validate.csv`), clips in `root/{train,val}/`.
+
+    "val" and "test" both use the validation set, the split every published K400 number is measured on.
+    """
+    ann = root / "annotations"
+
+    def csv_for(name: str) -> Path:
+        options = [ann / f"{name}.csv"] + ([ann / "validate.csv"] if name == "val" else [])
+        found = [p for p in options if p.is_file()]
+        if not found:
+            raise AnnotationError(f"Kinetics: '{options[0]}' does not exist; put the annotation CSVs in {ann}/")
+        return found[0]
+
+    name = "train" if split == "train" else "val"
+    train_csv = csv_for("train")
+    classes = sorted({label for label, _ in kinetics_annotations(train_csv)})
+    folders = [root / name] + ([root / "validate"] if name == "val" else [])
+    video_dir = next((f for f in folders if f.is_dir()), folders[0])
+    items, classes, missing = kinetics_split(root, csv_for(name), video_dir, classes)
+    if missing:
+        warnings.warn(
+            f"Kinetics {split}: {len(missing)} of {len(items) + len(missing)} clips in the CSV are not under "
+            f"'{video_dir}' (first: {missing[0]}); they are left out",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return items, classes
+
+
+def build_dataset(cfg: Config, split: str) -> VideoDataset:
+    """The dataset of one split as the trainer and evaluator use it.
+
+    Args:
+        cfg: the full config (uses `cfg.data`, `cfg.model.num_frames`, `cfg.model.img_size`, `cfg.train.seed`).
+        split: "train", "val" or "test" (see the module docstring for what each does).
+
+    Raises:
+        AnnotationError: a label file is missing or malformed (the message names file and line).
+        ValueError: an unknown dataset, split or sampling name.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    d = cfg.data
+    items, classes = _items(cfg, split)
+    if not items:
+        raise AnnotationError(f"{d.dataset} dataset at '{d.root}' has no {split} videos; check data.root and the lists")
+    first = Path(d.root) / items[0][0]
+    if not first.exists():
+        raise AnnotationError(
+            f"{d.dataset} {split}: the first video '{first}' does not exist; data.root={d.root!r} is probably wrong"
+        )
+    train = split == "train"
+    test = split == "test"
+    transform = ClipTransform(
+        crop_size=cfg.model.img_size,
+        train=train,
+        scale=(d.train_scale[0], d.train_scale[-1]) if train else (d.test_scale, d.test_scale),
+        num_crops=d.num_crops if test else 1,
+        hflip=d.hflip,
+        mean=d.mean,
+        std=d.std,
+    )
+    return VideoDataset(
+        d.root,
+        items,
+        classes,
+        num_frames=cfg.model.num_frames,
+        transform=transform,
+        sampling=d.train_sampling if train else d.test_sampling,
+        num_clips=d.num_clips if test else 1,
+        multi_view=test,
+        sampling_rate=d.sampling_rate,
+        target_fps=d.target_fps,
+        backend=d.backend,
+        seed=cfg.train.seed,
+    )
