@@ -9,6 +9,7 @@ needs no `transformers`: it is a `config.json`, a `model.safetensors` and a `pre
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from ..config import Config, DataConfig, ModelConfig, model_config
 from .checkpoint import Checkpoint
 from .infer import inferred_config
 from .io import WeightsError, atomic_write, read_safetensors, torch_load
+
+log = logging.getLogger("timesformer_lite.weights")
 
 # (ours, HF) for the parameters outside the blocks
 _TOP = [
@@ -152,7 +155,7 @@ def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
     return model_config(values)
 
 
-def _classes(id2label: dict[Any, str] | None) -> list[str] | None:
+def classes_from_id2label(id2label: dict[Any, str] | None) -> list[str] | None:
     """Class names from `id2label`, or None when they are transformers' placeholders `LABEL_i`."""
     if not id2label:
         return None
@@ -181,7 +184,7 @@ def checkpoint_from_hf(
     ours.update({k: state[k] for k in unmapped})  # kept under their HF names: reported as unexpected
     if hf_config is not None:
         model, guessed = config_from_hf(hf_config), []
-        classes = _classes(hf_config.get("id2label"))
+        classes = classes_from_id2label(hf_config.get("id2label"))
     else:
         model, guessed = inferred_config(ours, what)
         classes = None
@@ -242,6 +245,11 @@ def save_hf(
         raise WeightsError(f"{len(classes)} class names for a head of {cfg.num_classes} classes")
     hf_config = config_to_hf(cfg, dict(enumerate(classes)) if classes else None)
     hf_config.update(model_type="timesformer", architectures=["TimesformerForVideoClassification"])
+    if not isinstance(hf_config["drop_path_rate"], int):
+        # transformers 5.x types drop_path_rate as int and refuses a config.json with 0.1; it only matters for training
+        log.warning("drop_path_rate=%s written as 0 in '%s/config.json' (transformers 5.x accepts only integers)",
+                    hf_config["drop_path_rate"], directory)  # fmt: skip
+        hf_config["drop_path_rate"] = 0
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict_to_hf(model.state_dict()).items()}
     preprocessor = {
         "image_processor_type": "VideoMAEImageProcessor",

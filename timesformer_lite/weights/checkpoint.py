@@ -1,0 +1,151 @@
+"""Our own checkpoint format, and the `Checkpoint` every importer returns.
+
+A timesformer_lite checkpoint is one `.safetensors` file: the tensors are the model's state dict, the
+metadata (strings only) is
+
+    format  "timesformer_lite"
+    version "1"
+    config  JSON of `Config.to_dict()`: model, data (normalisation, sampling, ...), train
+    classes JSON list of class names in label order, or null
+
+so a file alone is enough to predict. The trainer's `.pt` checkpoints (a `torch.save` dict with
+`format`, `version`, `model`, `config`, `classes`, `optimizer`, ...) are read too, with `weights_only`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from ..config import Config, ConfigError, load_config
+from .io import WeightsError, atomic_write, read_safetensors, torch_load
+
+FORMAT = "timesformer_lite"
+VERSION = "1"
+
+
+@dataclass
+class Checkpoint:
+    """Weights in our parameter names plus what is known about them.
+
+    Args:
+        state_dict: tensors named like `TimeSformer.state_dict()` (for an image ViT: its 2-D subset).
+        config: the run config; for foreign formats `config.model` is inferred from shapes and defaults.
+        classes: class names in label order, or None when the file has none.
+        source: the format read ("ours", "hf", "official", "paddle", "timm", "vit_npz", "hf_vit").
+        image: True for an image ViT, to be inflated into a TimeSformer.
+        guessed: ModelConfig fields that were not in the file and came from the format's defaults.
+        notes: what the reader did beyond renaming (e.g. dropped a pooler the model does not use).
+    """
+
+    state_dict: dict[str, Tensor]
+    config: Config
+    classes: list[str] | None = None
+    source: str = "ours"
+    image: bool = False
+    guessed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_classes(classes: list[str] | None, num_classes: int, what: str) -> list[str] | None:
+    if classes is None:
+        return None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise WeightsError(f"{what}: classes must be a list of strings, got {type(classes).__name__}")
+    if num_classes and len(classes) != num_classes:
+        raise WeightsError(f"{what}: {len(classes)} class names for a head of {num_classes} classes")
+    return list(classes)
+
+
+def save_model(
+    path: str | Path, model: nn.Module, config: Config | None = None, classes: list[str] | None = None
+) -> Path:
+    """Write `model` as a timesformer_lite `.safetensors` checkpoint, atomically.
+
+    Args:
+        path: destination; must end in `.safetensors`. Its directory is created if needed.
+        model: a `TimeSformer`.
+        config: the run config to store; defaults to `model.run_config` when the model was loaded, else the
+            defaults. Its `model` section is always replaced by `model.cfg`, the architecture of the weights.
+        classes: class names in label order; defaults to `model.classes` when present.
+
+    Returns:
+        The path written. A temporary file in the same directory is renamed over it, so readers never see
+        a half-written checkpoint.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"checkpoint path '{path}' must end in .safetensors")
+    config = config if config is not None else getattr(model, "run_config", None) or Config()
+    config = dataclasses.replace(config, model=model.cfg)
+    classes = classes if classes is not None else getattr(model, "classes", None)
+    classes = _check_classes(classes, model.cfg.num_classes, f"saving '{path}'")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": json.dumps(config.to_dict()),
+        "classes": json.dumps(classes),
+    }
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def _config(values: Any, what: str) -> Config:
+    if not isinstance(values, dict):
+        raise WeightsError(f"{what}: the stored config is not a mapping")
+    try:
+        return load_config(values)
+    except ConfigError as e:
+        raise WeightsError(f"{what}: the stored config does not fit this version of timesformer_lite: {e}") from e
+
+
+def from_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str], what: str) -> Checkpoint:
+    """A `Checkpoint` from the contents of one of our `.safetensors` files."""
+    if metadata.get("format") != FORMAT:
+        raise WeightsError(f"{what} is not a timesformer_lite checkpoint (metadata format={metadata.get('format')!r})")
+    if metadata.get("version") != VERSION:
+        raise WeightsError(
+            f"{what} is checkpoint version {metadata.get('version')!r}; this timesformer_lite reads version {VERSION}"
+        )
+    config = _config(json.loads(metadata["config"]), what)
+    classes = _check_classes(json.loads(metadata.get("classes", "null")), config.model.num_classes, what)
+    return Checkpoint(tensors, config, classes, "ours")
+
+
+def from_trainer_dict(obj: dict[str, Any], what: str) -> Checkpoint:
+    """A `Checkpoint` from the dict the trainer writes with `torch.save` (optimizer state etc. are ignored)."""
+    if obj.get("format") != FORMAT:
+        raise WeightsError(f"{what} is not a timesformer_lite checkpoint (no format={FORMAT!r} entry)")
+    if str(obj.get("version")) != VERSION:
+        raise WeightsError(
+            f"{what} is checkpoint version {obj.get('version')!r}; this timesformer_lite reads version {VERSION}"
+        )
+    state = obj.get("model")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(f"{what}: entry 'model' is not a state dict of tensors")
+    config = _config(obj.get("config"), what)
+    classes = _check_classes(obj.get("classes"), config.model.num_classes, what)
+    return Checkpoint(dict(state), config, classes, "ours")
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read one of our checkpoints: a `.safetensors` written by `save_model` or a trainer `.pt`.
+
+    Other formats are read by `load_pretrained`, which detects them.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    what = f"'{path}'"
+    if path.suffix == ".safetensors":
+        return from_safetensors(*read_safetensors(path), what)
+    obj = torch_load(path)
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{what} holds a {type(obj).__name__}, not a timesformer_lite checkpoint dict")
+    return from_trainer_dict(obj, what)

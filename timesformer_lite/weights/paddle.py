@@ -1,0 +1,107 @@
+"""PaddleVideo / PaddleClas `.pdparams`, read without paddle and without running code from the file.
+
+`paddle.save(layer.state_dict(), path)` turns every tensor into a numpy array, adds a bookkeeping entry
+`"StructuredToParameterName@@"` (structured name -> paddle's internal parameter name), and pickles the
+plain dict with protocol 4 (older `save_dygraph` files: protocol 2, where bytes are pickled through
+`_codecs.encode(..., "latin1")`). A numpy array unpickles through `numpy._core.multiarray._reconstruct`
+(`numpy.core...` when written under numpy 1.x), `numpy.ndarray` and `numpy.dtype`; the restricted
+unpickler here resolves those and nothing else, so a file that names any other global is refused before
+anything runs.
+
+The names are the official TimeSformer ones under `backbone.` (PaddleVideo's `VisionTransformer`) with
+the classifier at `head.fc.`; PaddleClas ImageNet ViTs have no prefix and `head.`. Paddle stores a
+`Linear` weight as (in, out), the transpose of torch's; the only 2-D weights in these models are Linear
+ones (convolutions are 4-D with torch's layout, LayerNorms 1-D), so every 2-D `*.weight` is transposed.
+"""
+
+from __future__ import annotations
+
+import collections
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Config
+from .checkpoint import Checkpoint
+from .infer import inferred_config
+from .io import WeightsError
+
+try:  # numpy >= 2 moved the internals; files written under either version name their own module
+    from numpy._core import multiarray, numeric
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray, numeric
+
+BOOKKEEPING = ("StructuredToParameterName@@",)
+
+
+def _latin1(text: str, encoding: str) -> bytes:
+    """`_codecs.encode` as protocol 2 uses it for bytes; any other codec is refused."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} (only 'latin1' is expected)")
+    return text.encode("latin1")
+
+
+_SAFE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("_codecs", "encode"): _latin1,
+    **{(f"numpy.{core}.multiarray", "_reconstruct"): multiarray._reconstruct for core in ("core", "_core")},
+    **{(f"numpy.{core}.multiarray", "scalar"): multiarray.scalar for core in ("core", "_core")},
+    **{(f"numpy.{core}.numeric", "_frombuffer"): numeric._frombuffer for core in ("core", "_core")},
+}  # Python numbers, strings and containers are pickle opcodes, not globals: no builtins are needed
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Resolves only the globals that numpy arrays and plain containers need."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        found = _SAFE_GLOBALS.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        return found
+
+
+def read_pdparams(path: str | Path) -> dict[str, Any]:
+    """The dict a `.pdparams` holds (numpy arrays and bookkeeping entries), unpickled with `_ArraysOnly`."""
+    try:
+        with open(path, "rb") as f:
+            obj = _ArraysOnly(f).load()
+    except pickle.UnpicklingError as e:
+        raise WeightsError(
+            f"refusing to load '{path}': it names a Python global a .pdparams of arrays never needs ({e}); "
+            "it may run code. Re-save it with paddle.save(layer.state_dict(), path)"
+        ) from e
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise WeightsError(f"'{path}' is not a readable .pdparams: {type(e).__name__}: {e}") from e
+    if not isinstance(obj, dict):
+        raise WeightsError(f"'{path}' holds a {type(obj).__name__}, not a dict of arrays")
+    return obj
+
+
+def checkpoint_from_paddle(obj: dict[str, Any], what: str) -> Checkpoint:
+    """A `Checkpoint` from a PaddleVideo TimeSformer (or a PaddleClas ViT, to inflate) state dict.
+
+    The architecture is inferred from shapes with PaddleVideo's TimeSformer settings for the rest
+    (LayerNorm eps 1e-6, heads of width 64). A dict with no time axis is an ImageNet ViT.
+    """
+    state, unknown = {}, []
+    for key, value in obj.items():
+        if key in BOOKKEEPING:
+            continue
+        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+            unknown.append(f"{key} ({type(value).__name__})")
+            continue
+        if key.endswith(".weight") and value.ndim == 2:
+            value = value.T  # paddle Linear: (in, out)
+        name = key.removeprefix("backbone.")
+        name = "head." + name[len("head.fc.") :] if name.startswith("head.fc.") else name
+        state[name] = torch.from_numpy(np.ascontiguousarray(value))
+    if unknown:
+        raise WeightsError(f"{what}: entries that are not numeric arrays: {', '.join(unknown[:5])}")
+    video = "time_embed" in state or any("_attn." in k for k in state)
+    model, guessed = inferred_config(state, what, image=not video, layer_norm_eps=1e-6)
+    return Checkpoint(state, Config(model=model), None, "paddle", image=not video, guessed=guessed)
