@@ -85,13 +85,15 @@ def video_info(path: str | Path) -> VideoInfo:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise _fail(path, "has no video stream", "check that it is a video and not an audio-only file")
+                raise _fail(path, "has no video stream (no frames, or audio only)", _REENCODE)
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate
             packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.size]
+    except av.error.EOFError as e:
+        raise _fail(path, "ends before its first frame (no frames, or truncated)", _REENCODE) from e
     except av.error.FFmpegError as e:
-        raise _fail(path, f"cannot be read by FFmpeg ({type(e).__name__}: {e.strerror or e})", _REENCODE) from e
+        raise _fail(path, f"is not a video FFmpeg can read ({type(e).__name__}: {e.strerror or e})", _REENCODE) from e
     if not packets:
         raise _fail(path, "has no frames", _REENCODE)
     if width <= 0 or height <= 0:
