@@ -41,6 +41,7 @@ class LoadReport:
         mismatched: "key: file (shape) vs model (shape)" for same-named tensors of different shapes.
         notes: the deliberate changes (resizes, new head, inflation), one line each.
         assumed: config fields the file does not record and the caller did not pass (logged as warnings).
+        new_head: the file's classifier was not used (another class count, or an ImageNet head not kept).
     """
 
     what: str
@@ -50,6 +51,7 @@ class LoadReport:
     mismatched: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     assumed: list[str] = field(default_factory=list)
+    new_head: bool = False
 
     @property
     def ok(self) -> bool:
@@ -104,6 +106,7 @@ def _adapt(ckpt: Checkpoint, target: ModelConfig, keep_vit_head: bool, report: L
             if ckpt.image
             else f"head replaced: num_classes {source.num_classes} -> {target.num_classes}"
         )
+        report.new_head = True
         for k in [k for k in state if k.startswith("head.")]:
             report.keys[k] = f"dropped ({why})"
             del state[k]

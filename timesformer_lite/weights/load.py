@@ -154,8 +154,7 @@ def load_pretrained(
     model = TimeSformer(target)
     what = f"'{path}' ({ckpt.source})"
     report = fit(model, ckpt, what, strict=strict, keep_vit_head=keep_vit_head)
-    head_kept = not any(s.startswith("dropped") for k, s in report.keys.items() if k.startswith("head."))
-    model.classes = ckpt.classes if head_kept and ckpt.classes is not None else None
+    model.classes = None if report.new_head else ckpt.classes
     model.run_config = Config(model=target, data=ckpt.config.data, train=ckpt.config.train)
     model.load_report = report
     return model.eval()
