@@ -1,0 +1,200 @@
+"""Export a TimeSformer to ONNX or TorchScript, and prove the export computes what PyTorch computes.
+
+    timesformer-lite export --format onnx --checkpoint k400.safetensors --out k400.onnx [--frames 8] [--size 224]
+
+    report = export_model(model, "k400.onnx", "onnx")      # Python; raises ExportParityError on a mismatch
+    print(report)
+
+The exported graph is the fused-attention forward (`model(video)`, no maps): input `video`
+(B, T, 3, S, S) float, normalised; output `logits` (B, classes). The batch size B is dynamic; frames T
+and size S are fixed at export (position and time embeddings are resized for them once, at load).
+
+- onnx: the `torch.export`-based exporter (`torch.onnx.export(dynamo=True)`), checked with onnxruntime
+  on CPU. The older TorchScript-based ONNX exporter is not used: it bakes the batch size into reshapes.
+- torchscript: `torch.jit.trace`, checked after `torch.jit.load`. (PyTorch is retiring TorchScript;
+  prefer ONNX for new deployments.)
+
+Right after writing, both run on random clips at two batch sizes that differ from the one traced and
+are compared with PyTorch; a max abs difference above the tolerance (1e-4 for fp32) is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+FORMATS = ("onnx", "torchscript")
+TRACE_BATCH = 2  # torch.export specialises sizes 0 and 1, so the example batch is 2
+CHECK_BATCHES = (1, 3)  # differ from the traced batch: a correct result proves the batch is dynamic
+ONNX_SINGLE_FILE_LIMIT = 1_800_000_000  # bytes of weights; protobuf caps a file at 2 GB
+
+
+class ExportParityError(ValueError):
+    """The exported model's outputs differ from PyTorch's by more than the tolerance."""
+
+
+@dataclass
+class ExportReport:
+    """What `export_model` wrote and how closely it matches PyTorch."""
+
+    path: Path
+    fmt: str
+    input_shape: tuple[int, int, int, int]  # (T, C, S, S); the batch axis is dynamic
+    max_abs_diff: dict[int, float]  # batch size -> max |exported - PyTorch| over the logits
+    tolerance: float
+    seconds: float  # export time, without the check
+
+    @property
+    def ok(self) -> bool:
+        return max(self.max_abs_diff.values()) <= self.tolerance
+
+    def __str__(self) -> str:
+        diffs = ", ".join(f"batch {b} {d:.2e}" for b, d in self.max_abs_diff.items())
+        verdict = "OK" if self.ok else "FAILED"
+        return (
+            f"exported {self.fmt} to {self.path} in {self.seconds:.1f} s, input (B, {', '.join(map(str, self.input_shape))})"
+            f" with B dynamic\nparity with PyTorch, max abs diff: {diffs} (tolerance {self.tolerance:.0e}): {verdict}"
+        )
+
+
+def _export_onnx(model: nn.Module, example: Tensor, path: Path) -> None:
+    import onnxscript  # noqa: F401  (the dynamo exporter needs it; fail here with a clear import error)
+
+    big = sum(p.numel() * p.element_size() for p in model.parameters()) > ONNX_SINGLE_FILE_LIMIT
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        input_names=["video"],
+        output_names=["logits"],
+        dynamic_shapes={"video": {0: torch.export.Dim("batch")}},
+        dynamo=True,
+        external_data=big,  # weights beside the graph in PATH.data only when one file cannot hold them
+        verbose=False,
+    )
+
+
+def _run_onnx(path: Path) -> Callable[[Tensor], Tensor]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda video: torch.from_numpy(session.run(None, {"video": video.cpu().numpy()})[0])
+
+
+def _export_torchscript(model: nn.Module, example: Tensor, path: Path) -> None:
+    with warnings.catch_warnings():
+        # the model's Python-level checks (channels, grid size) become constants: right for a fixed T and S
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=Warning)
+        traced = torch.jit.trace(model, (example,), check_trace=False)
+    traced.save(str(path))
+
+
+def _run_torchscript(path: Path, device: torch.device) -> Callable[[Tensor], Tensor]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=Warning)
+        loaded = torch.jit.load(str(path), map_location=device)
+    return lambda video: loaded(video.to(device)).cpu()
+
+
+def export_model(
+    model: nn.Module,
+    path: str | Path,
+    fmt: str = "onnx",
+    num_frames: int | None = None,
+    img_size: int | None = None,
+    tolerance: float = 1e-4,
+) -> ExportReport:
+    """Export `model` (its fused path, batch size dynamic) and check it against PyTorch.
+
+    Args:
+        model: a `TimeSformer` (float32 for the default tolerance).
+        path: the file to write (.onnx or .pt by convention).
+        fmt: "onnx" or "torchscript".
+        num_frames, img_size: the fixed input size; the model's config by default.
+        tolerance: the largest max abs difference of the logits accepted (1e-4 for fp32).
+    Returns:
+        An `ExportReport` (print it for a summary).
+    Raises:
+        ExportParityError: the exported model disagrees with PyTorch; the file is kept for inspection.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
+    cfg = model.cfg
+    T, S = num_frames or cfg.num_frames, img_size or cfg.img_size
+    if cfg.patch_size > S:
+        raise ValueError(f"img_size={S} is smaller than one {cfg.patch_size}x{cfg.patch_size} patch")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(0)
+    clips = {b: torch.randn(b, T, cfg.in_chans, S, S, generator=gen) for b in (TRACE_BATCH, *CHECK_BATCHES)}
+    was_training = model.training
+    model.eval()
+    try:
+        start = time.perf_counter()
+        with torch.no_grad():
+            example = clips[TRACE_BATCH].to(device)
+            if fmt == "onnx":
+                _export_onnx(model, example, path)
+            else:
+                _export_torchscript(model, example, path)
+            seconds = time.perf_counter() - start
+            run = _run_onnx(path) if fmt == "onnx" else _run_torchscript(path, device)
+            diffs = {}
+            for b in CHECK_BATCHES:
+                expected = model(clips[b].to(device)).cpu()
+                got = run(clips[b])
+                if got.shape != expected.shape:
+                    raise ExportParityError(
+                        f"{path}: batch {b} gave shape {tuple(got.shape)}, PyTorch {tuple(expected.shape)}"
+                    )
+                diffs[b] = float((got.double() - expected.double()).abs().max())
+    finally:
+        model.train(was_training)
+    report = ExportReport(path, fmt, (T, cfg.in_chans, S, S), diffs, tolerance, seconds)
+    if not report.ok:  # NaN compares False, so it fails too
+        raise ExportParityError(
+            f"{path}: the {fmt} export differs from PyTorch by {max(diffs.values()):.2e} > tolerance {tolerance:.0e}"
+            " (file kept for inspection; export in float32, or raise --tolerance if a lower precision is intended)"
+        )
+    return report
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="timesformer-lite export", description=__doc__.split("\n")[0])
+    p.add_argument("--format", required=True, choices=FORMATS, help="onnx (onnxruntime) or torchscript (torch.jit)")
+    p.add_argument("--checkpoint", required=True, help="any checkpoint `load_pretrained` reads")
+    p.add_argument("--out", required=True, help="the file to write, e.g. model.onnx or model.pt")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the checkpoint's)")
+    p.add_argument("--size", type=int, default=None, help="frame height = width in pixels (default: the checkpoint's)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="largest max abs logit difference accepted")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`timesformer-lite export`: load a checkpoint, export it, print the parity check; 1 when it fails."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from .weights import load_pretrained
+
+    overrides = {k: v for k, v in (("num_frames", args.frames), ("img_size", args.size)) if v is not None}
+    model = load_pretrained(args.checkpoint, **overrides)
+    try:
+        report = export_model(model, args.out, args.format, args.frames, args.size, args.tolerance)
+    except ExportParityError as e:
+        print(f"timesformer-lite export: parity check failed: {e}", file=sys.stderr)
+        return 1
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
