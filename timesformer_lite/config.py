@@ -130,6 +130,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     resume: str = ""  # "" | auto | path to a checkpoint
     eval_every: int = 1  # epochs between validations
+    checkpoint_every: int = 0  # also save last.pt every N optimizer steps (0: at epoch ends only)
+    test_average: str = "logits"  # how test views are combined: logits (official, PaddleVideo) | softmax
+    test: bool = True  # run the test protocol on the best checkpoint at the end
 
 
 @dataclass

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
+
+from .sampler import ResumableSampler, SeededDataset
 
 
 def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -27,17 +29,6 @@ def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, Any]:
     }
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Give each worker's copy of the dataset its own generator, derived from the loader's seed.
-
-    `torch.initial_seed()` in a worker is the loader's per-iterator base seed + worker_id, so runs with the
-    same `seed` and worker count sample and augment identically.
-    """
-    info = torch.utils.data.get_worker_info()
-    if info is not None and hasattr(info.dataset, "reseed"):
-        info.dataset.reseed(torch.initial_seed() % 2**63)
-
-
 def build_loader(
     dataset: Dataset,
     batch_size: int,
@@ -48,35 +39,35 @@ def build_loader(
     distributed: bool = False,
     drop_last: bool = False,
 ) -> DataLoader:
-    """A DataLoader for training or evaluation.
+    """A DataLoader for training or evaluation whose clips do not depend on workers, ranks or history.
+
+    The sampler is a `ResumableSampler`: each epoch's order comes from (seed, epoch), and every clip is
+    sampled and augmented with its own seed from (seed, epoch, position) (the dataset's `reseed`), so the
+    same run gives the same batches with 0 or 8 workers, on 1 or N processes, and after a resume mid-epoch
+    (`loader.sampler.set_epoch(epoch, start=k)` skips the first k clips of this rank).
 
     Args:
-        dataset: usually a `VideoDataset` (anything returning dicts or None works).
+        dataset: usually a `VideoDataset` (anything with `reseed(seed)` returning dicts or None works).
         batch_size: clips per batch (per process when distributed).
-        shuffle: reshuffle every epoch (by the sampler when distributed).
+        shuffle: a new order every epoch (call `loader.sampler.set_epoch(epoch)`).
         num_workers: decoding processes; 0 decodes in the calling process (notebooks).
-        seed: seeds shuffling, and sampling/augmentation in every worker.
-        distributed: shard with a `DistributedSampler` (call `loader.sampler.set_epoch(epoch)` each epoch).
-        drop_last: drop the last incomplete batch.
+        seed: seeds the order and every clip's sampling/augmentation.
+        distributed: shard over the ranks of the initialised process group (DDP).
+        drop_last: drop the last incomplete batch (and the tail that would not fill every rank).
     """
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    sampler = None
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        shuffle = False
-    if num_workers == 0 and hasattr(dataset, "reseed"):
-        dataset.reseed(seed)
+    rank, world_size = 0, 1
+    if distributed and torch.distributed.is_initialized():
+        rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    sampler = ResumableSampler(
+        len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, drop_last=drop_last
+    )
     return DataLoader(
-        dataset,
+        SeededDataset(dataset),
         batch_size=batch_size,
-        shuffle=shuffle,
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_videos,
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
-        worker_init_fn=_seed_worker,
-        generator=generator,
         persistent_workers=num_workers > 0,
     )

@@ -1,0 +1,6 @@
+"""Training and evaluation: one loop for CPU, one GPU and many (torchrun + DDP), checkpoints, the test protocol."""
+
+from .evaluate import EvalResult, evaluate, test_checkpoint
+from .trainer import RunResult, TrainingDiverged, run
+
+__all__ = ["EvalResult", "RunResult", "TrainingDiverged", "evaluate", "run", "test_checkpoint"]
