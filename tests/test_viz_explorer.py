@@ -74,7 +74,7 @@ def test_each_mode_renders_the_matching_map():
     time = render(ExplorerState(layer=1, mode="time", row=1, col=2, head=0), maps)
     np.testing.assert_allclose(time.axes[0].images[0].get_array(), time_matrix(maps, 1, 1, 2, 0)[0].numpy())
     patch = render(ExplorerState(mode="space-patch", frame=2, row=1, col=2), maps, video[0], MEAN, STD)
-    assert len(patch.axes) == 1  # the query's own frame
+    assert len(patch.axes) == 1 and patch.axes[0].get_title() == "t=2"  # the query's own frame
     box = patch.axes[0].patches[0]
     assert (box.get_x(), box.get_y(), box.get_width()) == (15.5, 7.5, 8.0)  # patch (1, 2) of an 8-px grid
     bare = render(ExplorerState(mode="space-cls"), maps)

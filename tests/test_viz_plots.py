@@ -59,6 +59,8 @@ def test_overlay_shows_each_frame_under_its_upsampled_map():
     assert heat.shape == (16, 24)
     np.testing.assert_allclose(heat[8:, 16:], rel[2, 1, 2].item())  # patch (1, 2) covers rows 8.., cols 16..
     assert ax.images[1].get_alpha() == 0.4 and ax.images[1].get_clim() == (0.0, pytest.approx(rel.max().item()))
+    assert [ax.get_title() for ax in fig.axes] == ["t=0", "t=1", "t=2"]
+    assert overlay_figure(frames, rel, labels=["a", "b", "c"]).axes[1].get_title() == "b"
     with pytest.raises(ValueError, match="3 frames but a map of 2 frames"):
         overlay_figure(frames, rel[:2])
 

@@ -84,12 +84,18 @@ def update_state(state: ExplorerState, change: Mapping[str, Any], maps: Attentio
 
 
 def _frames_figure(
-    rel: Tensor, frames: ArrayLike | None, title: str, mean: Sequence[float] | None, std: Sequence[float] | None
+    rel: Tensor,
+    frames: ArrayLike | None,
+    title: str,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    first: int = 0,
 ) -> Figure:
-    """rel (T, h, w) over the frames when they are given, else as a row of heat maps."""
+    """rel (T', h, w) for frames first.. over the frames when they are given, else as a row of heat maps."""
+    labels = [f"t={first + t}" for t in range(len(rel))]
     if frames is None:
-        return map_grid(rel[None], col_labels=[f"t={t}" for t in range(len(rel))], title=title)
-    return overlay_figure(frames, rel, mean, std, title=title)
+        return map_grid(rel[None], col_labels=labels, title=title)
+    return overlay_figure(frames[first : first + len(rel)], rel, mean, std, title=title, labels=labels)
 
 
 def render(
@@ -127,7 +133,7 @@ def render(
         ax = fig.axes[s.frame]
     else:
         rel = space_query_map(maps, s.layer, s.frame, s.row, s.col, s.head)[s.clip]
-        fig = _frames_figure(rel[None], None if frames is None else frames[s.frame : s.frame + 1], title, mean, std)
+        fig = _frames_figure(rel[None], frames, title, mean, std, first=s.frame)
         ax = fig.axes[0]
     H, W = ax.images[-1].get_array().shape
     h, w = maps.grid[1:]

@@ -59,6 +59,11 @@ def heatmap(
     return image
 
 
+def _width(width: float, title: str | None) -> float:
+    """A figure width that also fits its title (about 0.08 inch per character at font size 10)."""
+    return max(width, 0.08 * len(title or ""))
+
+
 def map_grid(
     grid: ArrayLike,
     row_labels: Sequence[str] | None = None,
@@ -83,7 +88,7 @@ def map_grid(
     for name, labels, n in (("row_labels", row_labels, rows), ("col_labels", col_labels, cols)):
         if labels is not None and len(labels) != n:
             raise ValueError(f"{name} has {len(labels)} entries for {n} {name[:3]}s")
-    fig = Figure(figsize=(cell * cols, cell * rows + (0.4 if title else 0)), layout="constrained")
+    fig = Figure(figsize=(_width(cell * cols, title), cell * rows + (0.4 if title else 0)), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     vmin, vmax = float(grid.min()), float(grid.max())
     for r in range(rows):
@@ -171,6 +176,7 @@ def overlay_figure(
     cmap: str = "inferno",
     mode: str = "nearest",
     title: str | None = None,
+    labels: Sequence[str] | None = None,
     cell: float = 2.0,
 ) -> Figure:
     """One panel per frame: the frame (`ax.images[0]`) under its upsampled map (`ax.images[1]`, shared scale).
@@ -182,17 +188,21 @@ def overlay_figure(
         alpha: opacity of the map.
         cmap, mode: the colormap and the upsampling mode.
         title: the figure title.
+        labels: one title per panel; "t=0", "t=1", ... by default.
         cell: inches per panel.
     """
     rgb = frames_to_uint8(frames, mean, std)
     _check_match(rgb, relevance)
     heat = upsample_map(relevance, rgb.shape[1:3], mode)
     T = len(rgb)
-    fig = Figure(figsize=(cell * T, cell + (0.4 if title else 0.2)), layout="constrained")
+    labels = labels if labels is not None else [f"t={t}" for t in range(T)]
+    if len(labels) != T:
+        raise ValueError(f"labels has {len(labels)} entries for {T} frames")
+    fig = Figure(figsize=(_width(cell * T, title), cell + (0.4 if title else 0.2)), layout="constrained")
     axes = fig.subplots(1, T, squeeze=False)[0]
     for t, ax in enumerate(axes):
         ax.imshow(rgb[t, ..., 0] if rgb.shape[-1] == 1 else rgb[t], cmap="gray")
-        heatmap(ax, heat[t], f"t={t}", cmap, 0.0, float(heat.max()))
+        heatmap(ax, heat[t], labels[t], cmap, 0.0, float(heat.max()))
         ax.images[1].set_alpha(alpha)
     if title:
         fig.suptitle(title, fontsize=10)
