@@ -273,3 +273,24 @@ def kinetics_split(
         else:
             items.append((rel, label_of[label]))
     return items, classes, missing
+
+
+def write_lists(out: str | Path, splits: dict[str, Items], classes: list[str], root: str | Path | None = None) -> str:
+    """Write `{split}.txt` list files and `classes.txt` into `out`; return a one-line summary.
+
+    Args:
+        out: destination folder (usually the dataset root, so list paths stay relative to it).
+        splits: items per split name.
+        classes: class names in label order.
+        root: when given, items whose file is missing under it are left out and counted in the summary.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for name, items in splits.items():
+        kept = [it for it in items if root is None or (Path(root) / it[0]).is_file()]
+        write_list(out / f"{name}.txt", kept)
+        missing = len(items) - len(kept)
+        parts.append(f"{name} {len(kept)}" + (f" ({missing} missing files left out)" if missing else ""))
+    write_classes(out / "classes.txt", classes)
+    return f"{len(classes)} classes; " + ", ".join(parts) + f" -> {out}"

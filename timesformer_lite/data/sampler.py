@@ -80,5 +80,6 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        self.dataset.reseed(seed)
+        if hasattr(self.dataset, "reseed"):  # a Subset or plain dataset has no augmentation to seed
+            self.dataset.reseed(seed)
         return self.dataset[index]
