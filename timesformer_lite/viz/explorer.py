@@ -50,10 +50,14 @@ class ExplorerState:
     clip: int = 0  # which clip of the batch
 
 
+def _first_probs(maps: AttentionMaps) -> Tensor:
+    """The first layer's probabilities of the first step `maps` holds."""
+    return next(getattr(maps, k)[0] for k in ("space", "time", "joint", "height", "sparse") if getattr(maps, k))
+
+
 def num_heads(maps: AttentionMaps) -> int:
     """Heads per layer: every stored map has the layout (..., heads, L, L)."""
-    kind = next(k for k in ("space", "time", "joint", "height", "sparse") if getattr(maps, k))
-    return getattr(maps, kind)[0].shape[-3]
+    return _first_probs(maps).shape[-3]
 
 
 def available_modes(maps: AttentionMaps) -> tuple[str, ...]:
@@ -70,8 +74,7 @@ def update_state(state: ExplorerState, change: Mapping[str, Any], maps: Attentio
         raise ValueError(f"unknown explorer field(s) {sorted(unknown)}: use {sorted(names)}")
     new = replace(state, **change)
     T, h, w = maps.grid
-    B = next(getattr(maps, k)[0].shape[0] for k in ("space", "time", "joint", "height", "sparse") if getattr(maps, k))
-    limits = {"layer": len(maps), "frame": T, "row": h, "col": w, "clip": B}
+    limits = {"layer": len(maps), "frame": T, "row": h, "col": w, "clip": _first_probs(maps).shape[0]}
     for name, n in limits.items():
         if not 0 <= getattr(new, name) < n:
             raise ValueError(f"{name}={getattr(new, name)} is out of range 0..{n - 1} for these maps")

@@ -18,7 +18,9 @@ placed into a (1+T*N) x (1+T*N) matrix M:
 - a step that includes it (space, height, sparse) gives it a copy in each of the S sequences of a clip
   and averages the copies' outputs back, so the class row is the mean of the S copies' A_hat rows,
   and a patch row's class column (A_hat[patch, copy]) points to the one class token.
-Every row of M sums to 1, so every product of such matrices is row-stochastic too.
+Every row of M sums to 1, so every product of such matrices is row-stochastic too. Like the original
+method, rollout tracks only which tokens are mixed: value projections, `temporal_fc` and the MLPs
+(which act on each token alone) are left out.
 
 Composition. Token values after a step are M @ (values before), so a divided layer is
 M_layer = M_space @ M_time (time runs first) and the clip is R = M_layer[L-1] @ ... @ M_layer[0].
