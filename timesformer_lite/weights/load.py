@@ -11,7 +11,7 @@ Detection, in order (`source=` skips it):
 | a torch file holding a dict with format "timesformer_lite"       | ours       |
 | a torch file with `model_state` (the official wrapper)           | official   |
 | otherwise, by key names (after removing `module.` / `model.`):   |            |
-|   `...attention.attention.query...`                              | hf_vit     |
+|   `...attention.attention.query...` / `...attention.q_proj...`   | hf_vit     |
 |   `timesformer.*`, or `embeddings.*` / `encoder.*`               | hf         |
 |   `patch_embed.proj.weight` with a time axis (`time_embed`, `*_attn`) | official |
 |   `patch_embed.proj.weight` without one                          | timm       |
@@ -39,7 +39,7 @@ _TIME_AXIS = ("time_embed", ".temporal_attn.", ".local_attn.", ".width_attn.")
 
 
 def _source_of_keys(keys: list[str], what: str) -> str:
-    if any(".attention.attention.query." in k for k in keys):
+    if any(".attention.attention.query." in k or ".attention.q_proj." in k for k in keys):
         return "hf_vit"
     if any(k.startswith(("timesformer.", "embeddings.", "encoder.")) for k in keys):
         return "hf"

@@ -150,13 +150,20 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
         raise WeightsError(f"'{path}' is not a readable .npz of plain arrays: {e}") from e
 
 
+# (HF, ours) inside a layer; files on the Hub (and save_pretrained) use the first names, a transformers 5.x
+# model in memory the second (`layers.i.attention.o_proj`, `mlp.fc1`)
 _HF_VIT_BLOCK = [
     ("layernorm_before.", "norm1."),
     ("attention.output.dense.", "attn.proj."),
+    ("attention.o_proj.", "attn.proj."),
     ("layernorm_after.", "norm2."),
     ("intermediate.dense.", "mlp.fc1."),
     ("output.dense.", "mlp.fc2."),
+    ("mlp.fc1.", "mlp.fc1."),
+    ("mlp.fc2.", "mlp.fc2."),
 ]
+_HF_VIT_QKV = re.compile(r"attention\.(?:attention\.(query|key|value)|(q|k|v)_proj)\.(weight|bias)")
+_QKV_PART = {"q": "query", "k": "key", "v": "value"}
 _HF_VIT_TOP = [
     ("embeddings.cls_token", "cls_token"),
     ("embeddings.position_embeddings", "pos_embed"),
@@ -169,6 +176,9 @@ _HF_VIT_UNUSED = ("pooler.", "embeddings.mask_token")  # ViTModel extras TimeSfo
 
 def checkpoint_from_hf_vit(state: dict[str, Tensor], what: str, hf_config: dict[str, Any] | None = None) -> Checkpoint:
     """HF `ViTModel` / `ViTForImageClassification` tensors: separate query/key/value become the fused qkv.
+
+    Both the Hub names (`vit.encoder.layer.i.attention.attention.query`) and transformers 5.x's in-memory
+    names (`vit.layers.i.attention.q_proj`) are read.
 
     Args:
         state: the HF state dict (with or without the `vit.` prefix).
@@ -184,12 +194,13 @@ def checkpoint_from_hf_vit(state: dict[str, Tensor], what: str, hf_config: dict[
         if k.startswith(_HF_VIT_UNUSED):
             unused.append(key)
             continue
-        m = re.match(r"encoder\.layer\.(\d+)\.(.*)", k)
+        m = re.match(r"(?:encoder\.layer|layers)\.(\d+)\.(.*)", k)
         if m:
             i, rest = m.groups()
-            qkv = re.fullmatch(r"attention\.attention\.(query|key|value)\.(weight|bias)", rest)
+            qkv = _HF_VIT_QKV.fullmatch(rest)
             if qkv:
-                parts.setdefault(f"blocks.{i}.attn.qkv.{qkv.group(2)}", {})[qkv.group(1)] = v
+                part = qkv.group(1) or _QKV_PART[qkv.group(2)]
+                parts.setdefault(f"blocks.{i}.attn.qkv.{qkv.group(3)}", {})[part] = v
                 continue
             name = next((ours + rest[len(hf) :] for hf, ours in _HF_VIT_BLOCK if rest.startswith(hf)), None)
             out[f"blocks.{i}.{name}" if name else key] = v
