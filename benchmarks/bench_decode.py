@@ -1,0 +1,174 @@
+"""Decode benchmark (performance.md goals G5, G5b, G6): decord vs PyAV per core, frame identity, worker scaling.
+
+    python benchmarks/bench_decode.py [--clips 4] [--reps 5] [--workers 2] [--no-append]
+
+Clips are generated K400-like: 10 s, 340x256, 25 fps, H.264 yuv420p, keyframe every 250 frames (one GOP,
+the YouTube-derived case) and every 16. Each read takes 8 frames `linspace`d over a 256-frame window at
+a random start, one thread per decoder, in one process. Contenders are interleaved (decord, PyAV,
+decord, ...) and medians reported. Results are appended to benchmarks/RESULTS.md under "## Decoding".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from timesformer_lite.data import read_frames, video_info
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+DATE = "2026-11-25"
+
+
+def make_clip(path: Path, keyint: int, seconds: int = 10, fps: int = 25, width: int = 340, height: int = 256) -> Path:
+    """A moving textured scene (so motion compensation has work to do)."""
+    rng = np.random.default_rng(keyint)
+    texture = rng.integers(0, 256, (height * 2, width * 2, 3), dtype=np.uint8)
+    texture = ((texture.astype(np.uint16) + np.roll(texture, 1, 0) + np.roll(texture, 1, 1)) // 3).astype(np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(
+            "libx264", rate=Fraction(fps), options={"g": str(keyint), "keyint_min": str(keyint), "crf": "23"}
+        )
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(seconds * fps):
+            y, x = (2 * i) % height, (3 * i) % width
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[y : y + height, x : x + width]), "rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def windows(n: int, count: int, rng: np.random.Generator) -> list[list[int]]:
+    """`count` index lists: 8 frames linspace'd over a 256-frame window (clamped to the clip)."""
+    out = []
+    for _ in range(count):
+        start = rng.uniform(0, max(n - 256, 0))
+        out.append([min(int(p), n - 1) for p in np.linspace(start, start + 255, 8)])
+    return out
+
+
+def bench_backends(clips: list[Path], reps: int) -> dict[str, object]:
+    """Interleaved decord/PyAV timings (clips/s medians) and the G5b frame comparison."""
+    rng = np.random.default_rng(0)
+    times: dict[str, list[float]] = {"decord": [], "pyav": []}
+    max_diff, matches, total = 0, 0, 0
+    for _ in range(reps):
+        for path in clips:
+            info = video_info(path)
+            idx = windows(info.num_frames, 1, rng)[0]
+            frames = {}
+            for backend in ("decord", "pyav"):
+                t = time.perf_counter()
+                frames[backend] = read_frames(path, idx, backend)
+                times[backend].append(time.perf_counter() - t)
+            diff = np.abs(frames["decord"].astype(int) - frames["pyav"].astype(int)).reshape(8, -1).max(1)
+            max_diff = max(max_diff, int(diff.max()))
+            matches += int((diff <= 1).sum())
+            total += 8
+    rate = {k: 1.0 / statistics.median(v) for k, v in times.items()}
+    return {"rate": rate, "ratio": rate["decord"] / rate["pyav"], "max_diff": max_diff, "match": matches / total}
+
+
+class ClipReads(Dataset):
+    def __init__(self, clips: list[Path], n: int) -> None:
+        self.clips, self.n = clips, n
+        self.plan = windows(video_info(clips[0]).num_frames, n, np.random.default_rng(1))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(read_frames(self.clips[i % len(self.clips)], self.plan[i]))
+
+
+def loader_rate(clips: list[Path], workers: int, per_worker: int) -> float:
+    """Clips/s through a DataLoader with `workers` processes (after one warm-up batch per worker)."""
+    ds = ClipReads(clips, per_worker * workers + workers)
+    loader = DataLoader(ds, batch_size=1, num_workers=workers, prefetch_factor=2)
+    it = iter(loader)
+    for _ in range(workers):
+        next(it)
+    t = time.perf_counter()
+    n = sum(1 for _ in it)
+    return n / (time.perf_counter() - t)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=3, help="clips per keyframe interval")
+    parser.add_argument("--reps", type=int, default=4, help="reads per clip and backend")
+    parser.add_argument("--workers", type=int, default=2, help="largest DataLoader worker count to test")
+    parser.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = {}
+        for keyint in (250, 16):
+            sets[keyint] = [make_clip(Path(tmp) / f"k{keyint}_{i}.mp4", keyint) for i in range(args.clips)]
+        for keyint, clips in sets.items():
+            r = bench_backends(clips, args.reps)
+            line = (
+                f"| G5 keyint {keyint} | decord {r['rate']['decord']:.1f} clips/s/core, PyAV {r['rate']['pyav']:.1f} "
+                f"| **decord / PyAV = {r['ratio']:.2f}x** | G5b frames within 1 level: {100 * r['match']:.0f} %, "
+                f"max diff {r['max_diff']} |"
+            )
+            print(line)
+            lines.append(line)
+        one = loader_rate(sets[16], 1, 12)
+        for n in range(2, args.workers + 1):
+            many = loader_rate(sets[16], n, 12)
+            line = (
+                f"| G6 DataLoader, keyint 16 | 1 worker {one:.1f} clips/s, {n} workers {many:.1f} clips/s "
+                f"| **scaling {many / (n * one):.2f}** | |"
+            )
+            print(line)
+            lines.append(line)
+    if not args.no_append:
+        append(lines)
+    return 0
+
+
+def append(lines: list[str]) -> None:
+    """Add a dated block under '## Decoding' in RESULTS.md (created with a header if missing)."""
+    import decord
+
+    machine = f"{os.cpu_count()}-core {platform.machine()} CPU"
+    block = [
+        "",
+        f"### {DATE}, {machine}, torch {torch.__version__}, decord {decord.__version__}, PyAV {av.__version__}",
+        "",
+        "`python benchmarks/bench_decode.py`: 8 frames over a 256-frame window of 10 s 340x256 25 fps H.264 clips,",
+        "one decoder thread, interleaved, medians.",
+        "",
+        "| measurement | figures | ratio | check |",
+        "|---|---|---|---|",
+        *lines,
+        "",
+    ]
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if "## Decoding" not in text:
+        text = text.rstrip("\n") + "\n\n## Decoding\n"
+    head, _, tail = text.partition("## Decoding\n")
+    rest = ""
+    nxt = tail.find("\n## ")
+    if nxt >= 0:
+        tail, rest = tail[: nxt + 1], tail[nxt + 1 :]
+    RESULTS.write_text(
+        head + "## Decoding\n" + tail.rstrip("\n") + "\n" + "\n".join(block) + ("\n" + rest if rest else "")
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
