@@ -100,3 +100,16 @@ def test_animation_is_written_and_decodes_to_t_frames(tmp_path, suffix):
         assert len(decoded) == T and decoded[0].shape == (16, 22, 3)
     with pytest.raises(ValueError, match="must end in .gif or .mp4"):
         write_animation(tmp_path / "clip.avi", frames, rel)
+
+
+def test_confusion_figure_shows_row_normalised_shares_and_counts():
+    from timesformer_lite.viz import confusion_figure
+
+    counts = torch.tensor([[3, 1], [0, 4]])
+    fig = confusion_figure(counts, ["left", "right"])
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.images[0].get_array(), [[0.75, 0.25], [0.0, 1.0]])
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "3", "4"]
+    assert "87.5%" in ax.get_title()
+    with pytest.raises(ValueError, match="2 names"):
+        confusion_figure(counts, ["only one"])

@@ -262,8 +262,9 @@ class Trainer:
             self.log.write({"split": "epoch", **record})
             self.print_epoch(record)
             self.save("last.pt")
+        in_sync = self.ranks_in_sync()
         test = self.test() if t.test and self.env.main else None
-        summary = self.summary(test, time.perf_counter() - start)
+        summary = self.summary(test, time.perf_counter() - start) | {"ranks_in_sync": in_sync}
         if self.env.main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.log.close()
@@ -393,6 +394,16 @@ class Trainer:
             line += f"  within-pair {result.within_pair:.2%}"
         print(line)
         return result
+
+    def ranks_in_sync(self) -> bool:
+        """DDP keeps replicas identical; check it (every rank's weights match rank 0's) rather than trust it."""
+        if not self.env.distributed:
+            return True
+        flat = torch.cat([p.detach().double().flatten() for p in self.raw_model.parameters()])
+        reference = flat.clone()
+        torch.distributed.broadcast(reference, src=0)
+        same = torch.tensor([float(torch.equal(flat, reference))], device=self.device)
+        return bool(all_reduce_sum(same, self.env).item() == self.env.world_size)
 
     def print_epoch(self, r: dict[str, Any]) -> None:
         if not self.env.main:

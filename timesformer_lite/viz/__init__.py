@@ -20,6 +20,7 @@ from .maps import (
 )
 from .plots import (
     blend,
+    confusion_figure,
     frames_to_uint8,
     heatmap,
     map_grid,
@@ -31,6 +32,7 @@ from .plots import (
 from .rollout import attention_rollout, layer_matrices, rollout_matrix, step_matrix, token_index
 
 __all__ = [
+    "confusion_figure",
     "AttentionExplorer",
     "ExplorerState",
     "attention_rollout",

@@ -232,6 +232,39 @@ def time_matrix_figure(matrix: ArrayLike, title: str | None = None, cmap: str = 
     return fig
 
 
+def confusion_figure(confusion: ArrayLike, classes: Sequence[str], title: str | None = None) -> Figure:
+    """A confusion matrix as row-normalised percentages (row = true class), counts written in the cells.
+
+    Args:
+        confusion: (K, K) counts, row = true class, column = predicted (see `train.metrics.confusion_matrix`).
+        classes: the K class names.
+        title: the axes title; defaults to the overall accuracy.
+    """
+    counts = _numpy(confusion).astype(np.int64)
+    K = counts.shape[0]
+    if counts.shape != (K, K) or len(classes) != K:
+        raise ValueError(f"confusion is {counts.shape} for {len(classes)} classes: expected ({K}, {K}) and {K} names")
+    rows = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, rows, out=np.zeros(counts.shape, dtype=float), where=rows > 0)
+    size = min(1.5 + 0.55 * K, 14.0)
+    fig = Figure(figsize=(size + 1.2, size), layout="constrained")
+    ax = fig.subplots()
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    image = heatmap(ax, share, title or f"accuracy {accuracy:.1%} on {counts.sum()} videos", "Blues", 0.0, 1.0)
+    ax.set_xticks(range(K), list(classes), rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(K), list(classes), fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if K <= 30:
+        for i in range(K):
+            for j in range(K):
+                if counts[i, j]:
+                    colour = "white" if share[i, j] > 0.6 else "black"
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=6, color=colour)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return fig
+
+
 def write_animation(
     path: str | Path,
     frames: ArrayLike,

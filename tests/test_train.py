@@ -1,0 +1,180 @@
+"""The trainer on the smoke preset: learning, checkpoints, exact resume after a kill, DDP, NaN, test protocol."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import timesformer_lite as tl
+from timesformer_lite.data import build_dataset, build_loader
+from timesformer_lite.train import TrainingDiverged, evaluate, run
+from timesformer_lite.train.metrics import average_views
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    """The smoke preset's toy data, generated once for this module."""
+    root = tmp_path_factory.mktemp("smoke_data")
+    cfg = tl.load_config("smoke", [f"data.root={root}"])
+    build_dataset(cfg, "train")  # generates the toy clips on first use
+    return root
+
+
+def smoke(root, out, *extra):
+    return [f"data.root={root}", f"train.out_dir={out}", *extra]
+
+
+def final_weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)["model"]
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch_and_checkpoints_round_trip(smoke_data, tmp_path):
+    cfg = tl.load_config("smoke", smoke(smoke_data, tmp_path, "train.epochs=3", "train.lr=0.003", "train.test=false"))
+    batch = next(iter(build_loader(build_dataset(cfg, "val"), 16, shuffle=False, num_workers=0, seed=0)))
+    torch.manual_seed(cfg.train.seed)
+    before_model = tl.TimeSformer(cfg.model).eval()
+    with torch.no_grad():
+        before = torch.nn.functional.cross_entropy(before_model(batch["video"]), batch["label"]).item()
+    result = run(cfg)
+    model = tl.TimeSformer(cfg.model).eval()
+    model.load_state_dict(final_weights(result.run_dir))
+    with torch.no_grad():
+        after = torch.nn.functional.cross_entropy(model(batch["video"]), batch["label"]).item()
+    assert after < before - 0.05
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    # best.pt is the model of the best validation epoch, loadable without unpickling code
+    best = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
+    assert best["epoch"] == result.best_epoch and best["classes"] == build_dataset(cfg, "val").classes
+    assert tl.load_config(best["config"]) == cfg
+    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    for key in ("best_val_top1", "epochs", "wall_time_s", "train_clips_per_s", "peak_memory_mb", "bad_videos_skipped"):
+        assert key in summary
+    assert summary["epochs"] == 3 and summary["bad_videos_skipped"] == 0
+
+
+def test_a_killed_run_resumes_to_exactly_the_same_weights(smoke_data, tmp_path):
+    args = smoke(smoke_data, tmp_path, "train.epochs=3", "train.checkpoint_every=1", "train.test=false")
+    reference = run("smoke", [*args, "train.name=uninterrupted"])
+    cmd = [sys.executable, "-m", "timesformer_lite", "train", "--config", "smoke", *args, "train.name=killed"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "last.pt"
+    killed_at = None
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+            except Exception:  # being replaced right now; atomic rename means the next read works
+                continue
+            if step >= 4:
+                proc.send_signal(signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.005)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    total = reference.summary["history"][-1]["global_step"]
+    assert killed_at is not None and killed_at < total
+    resumed = run("smoke", [*args, "train.name=killed", "train.resume=auto"])
+    assert resumed.history[-1]["global_step"] == total
+    a, b = final_weights(reference.run_dir), final_weights(resumed.run_dir)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(smoke_data, tmp_path):
+    # SGD, not AdamW: Adam divides by sqrt(v), which blows float summation-order noise in near-zero gradients up
+    common = smoke(
+        smoke_data, tmp_path, "train.epochs=1", "train.test=false", "model.drop_path_rate=0.0", "train.optimizer=sgd"
+    )
+    single = run("smoke", [*common, "train.name=single", "train.batch_size=8"])
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "timesformer_lite",
+            "train",
+            "--config",
+            "smoke",
+            *common,
+            "train.name=ddp",
+            "train.batch_size=4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_batch"] == 8
+    assert summary["ranks_in_sync"] is True
+    a, b = final_weights(single.run_dir), final_weights(tmp_path / "ddp")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    assert summary["history"][0]["val_top1"] == pytest.approx(single.history[0]["val_top1"])
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_data, tmp_path):
+    args = smoke(smoke_data, tmp_path, "train.lr=1e30", "train.clip_grad=0.0", "train.checkpoint_every=1")
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf).*last good checkpoint.*train\.resume=auto"):
+        run("smoke", [*args, "train.epochs=3", "train.test=false"])
+    state = torch.load(tmp_path / "smoke" / "last.pt", map_location="cpu", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_test_protocol_averages_every_view_of_every_video(smoke_data):
+    cfg = tl.load_config("smoke", [f"data.root={smoke_data}", "data.num_clips=2", "data.num_crops=3"])
+    dataset = build_dataset(cfg, "test")
+    batch = next(iter(build_loader(dataset, 4, shuffle=False, num_workers=0, seed=0)))
+    assert batch["video"].shape == (4, 6, 4, 3, 32, 32)  # (B, clips x crops, T, C, H, W)
+    torch.manual_seed(0)
+    model = tl.TimeSformer(cfg.model).eval()
+    loader = build_loader(dataset, 4, shuffle=False, num_workers=0, seed=0)
+    for method in ("logits", "softmax"):
+        result = evaluate(model, loader, device=torch.device("cpu"), num_classes=10, average=method, pairs=True)
+        assert result.num_videos == len(dataset) and result.scores.shape == (len(dataset), 10)
+        with torch.no_grad():
+            views = model(batch["video"].flatten(0, 1)).reshape(4, 6, 10)
+        expected = views.mean(1) if method == "logits" else views.softmax(-1).mean(1)
+        torch.testing.assert_close(result.scores[:4], expected, atol=1e-5, rtol=1e-5)
+        assert result.top1 == pytest.approx((result.scores.argmax(1) == result.labels).double().mean().item())
+        assert result.confusion.sum() == len(dataset)
+
+
+def test_average_views_logits_vs_softmax_differ_when_one_view_is_overconfident():
+    scores = torch.tensor([[[10.0, 0.0], [0.0, 2.0], [0.0, 2.0]]])  # one confident view for class 0
+    assert average_views(scores, "logits").argmax(1).item() == 0
+    assert average_views(scores, "softmax").argmax(1).item() == 1
+    with pytest.raises(ValueError, match="not one of logits, softmax"):
+        average_views(scores, "median")
+
+
+def test_cli_test_command_writes_metrics_predictions_and_confusion(smoke_data, tmp_path):
+    result = run("smoke", smoke(smoke_data, tmp_path, "train.test=false"))
+    from timesformer_lite.cli import main
+
+    out = tmp_path / "report"
+    assert main(["test", "--checkpoint", str(result.best_checkpoint), "--out", str(out), "data.num_crops=3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert metrics["videos"] == len(rows) - 1 == 20
+    assert (out / "confusion.png").stat().st_size > 1000
