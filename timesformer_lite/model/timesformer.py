@@ -107,6 +107,10 @@ class TimeSformer(nn.Module):
         self.norm = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
         self.head = nn.Linear(D, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.grad_checkpointing = False
+        # set by `load_pretrained`: class names, the run's full Config, and what happened to every key
+        self.classes: list[str] | None = None
+        self.run_config = None
+        self.load_report = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -1,6 +1,16 @@
 """Training and evaluation: one loop for CPU, one GPU and many (torchrun + DDP), checkpoints, the test protocol."""
 
 from .evaluate import EvalResult, evaluate, test_checkpoint
+from .launch import launch, torchrun_command
 from .trainer import RunResult, TrainingDiverged, run
 
-__all__ = ["EvalResult", "RunResult", "TrainingDiverged", "evaluate", "run", "test_checkpoint"]
+__all__ = [
+    "EvalResult",
+    "RunResult",
+    "TrainingDiverged",
+    "evaluate",
+    "launch",
+    "run",
+    "test_checkpoint",
+    "torchrun_command",
+]
