@@ -97,6 +97,7 @@ class DataConfig:
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
     num_workers: int = 4
     backend: str = "auto"  # auto (decord, PyAV fallback) | decord | pyav
+    cache: bool = False  # decode every video once into memory (small datasets: toy motions)
     # toy-motions generation (used when dataset=toy and root has no data yet)
     toy_per_class: int = 1000
     toy_frames: int = 8

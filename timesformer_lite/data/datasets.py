@@ -12,7 +12,9 @@ carries the count back to the trainer).
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,7 @@ class VideoDataset(Dataset):
         self.backend = backend
         self.rng = np.random.default_rng(seed)
         self.num_skipped = 0
+        self.cache: list[tuple[np.ndarray, float] | str] | None = None  # see `preload`
 
     @property
     def labels(self) -> list[int]:
@@ -110,28 +113,57 @@ class VideoDataset(Dataset):
         """Restart the sampling/augmentation generator (called per DataLoader worker)."""
         self.rng = np.random.default_rng(seed)
 
+    def preload(self, workers: int = 2) -> None:
+        """Decode every video once and keep all its frames in memory (small datasets such as toy motions).
+
+        Later epochs only sample and transform, which on a CPU is many times faster than decoding again.
+        Decoding runs in `workers` processes; an unreadable video is remembered and skipped (counted) on use.
+        """
+        jobs = [(str(self.path(i)), self.backend) for i in range(len(self))]
+        if workers > 1 and len(jobs) > 64:
+            with ProcessPoolExecutor(workers) as pool:
+                self.cache = list(pool.map(_decode_all, jobs, chunksize=64))
+        else:
+            self.cache = [_decode_all(job) for job in jobs]
+
+    def _frames(self, index: int, clips_of) -> np.ndarray:
+        """Decode (or take from the cache) the frames `clips_of(num_frames, fps)` asks for: (K*T, H, W, C)."""
+        if self.cache is None:
+            path = self.path(index)
+            info = video_info(path)
+            wanted = [i for c in clips_of(info.num_frames, info.fps) for i in c]
+            return read_frames(path, wanted, self.backend, info=info)
+        entry = self.cache[index]
+        if isinstance(entry, str):
+            raise VideoReadError(entry)
+        frames, fps = entry
+        wanted = np.array([i for c in clips_of(len(frames), fps) for i in c])
+        return frames[wanted.clip(0, len(frames) - 1)]
+
     def load(self, index: int) -> torch.Tensor:
         """The views of item `index`, (V, T, C, H, W); raises `VideoReadError` for an unreadable file."""
-        path = self.path(index)
-        info = video_info(path)
-        clips = [
-            sample_indices(
-                self.sampling,
-                info.num_frames,
-                self.num_frames,
-                train=self.train,
-                rng=self.rng,
-                clip_idx=k,
-                num_clips=self.num_clips,
-                sampling_rate=self.sampling_rate,
-                fps=info.fps,
-                target_fps=self.target_fps,
-            )
-            for k in range(self.num_clips)
-        ]
-        frames = read_frames(path, [i for c in clips for i in c], self.backend, info=info)  # (K*T, H, W, C)
+
+        def clips_of(num_frames: int, fps: float) -> list[list[int]]:
+            return [
+                sample_indices(
+                    self.sampling,
+                    num_frames,
+                    self.num_frames,
+                    train=self.train,
+                    rng=self.rng,
+                    clip_idx=k,
+                    num_clips=self.num_clips,
+                    sampling_rate=self.sampling_rate,
+                    fps=fps,
+                    target_fps=self.target_fps,
+                )
+                for k in range(self.num_clips)
+            ]
+
+        frames = self._frames(index, clips_of)  # (K*T, H, W, C)
         views = [
-            self.transform(frames[k * self.num_frames : (k + 1) * self.num_frames], self.rng) for k in range(len(clips))
+            self.transform(frames[k * self.num_frames : (k + 1) * self.num_frames], self.rng)
+            for k in range(self.num_clips)
         ]
         return torch.cat(views)  # (V, T, C, H, W), clip-major
 
@@ -143,6 +175,16 @@ class VideoDataset(Dataset):
             warnings.warn(f"skipping item {index}: {e}", RuntimeWarning, stacklevel=2)
             return None
         return {"video": video if self.multi_view else video[0], "label": self.items[index][1], "index": index}
+
+
+def _decode_all(job: tuple[str, str]) -> tuple[np.ndarray, float] | str:
+    """Every frame of one video and its fps, or the error message if it cannot be read (for `preload`)."""
+    path, backend = job
+    try:
+        info = video_info(path)
+        return read_frames(path, range(info.num_frames), backend, info=info), info.fps
+    except VideoReadError as e:
+        return str(e)
 
 
 def _resolve(root: Path, name: str) -> Path:
@@ -241,7 +283,7 @@ def build_dataset(cfg: Config, split: str) -> VideoDataset:
         mean=d.mean,
         std=d.std,
     )
-    return VideoDataset(
+    dataset = VideoDataset(
         d.root,
         items,
         classes,
@@ -255,3 +297,6 @@ def build_dataset(cfg: Config, split: str) -> VideoDataset:
         backend=d.backend,
         seed=cfg.train.seed,
     )
+    if d.cache:
+        dataset.preload(workers=min(os.cpu_count() or 1, 8))
+    return dataset

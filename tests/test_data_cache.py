@@ -1,0 +1,46 @@
+"""`data.cache`: every video decoded once into memory gives exactly the clips decoding on demand gives."""
+
+import warnings
+
+import numpy as np
+import torch
+from data_fixtures import pattern_frames, write_video
+
+import timesformer_lite as tl
+from timesformer_lite.data import build_dataset
+
+
+def make_list_dataset(root, sizes):
+    lines = []
+    for k, (frames, w, h) in enumerate(sizes):
+        write_video(root / f"v{k}.mp4", pattern_frames(frames, w, h, seed=k))
+        lines.append(f"v{k}.mp4 {k % 2}\n")
+    (root / "broken.mp4").write_bytes(b"not a video at all")
+    lines.append("broken.mp4 1\n")
+    for split in ("train", "val", "test"):
+        (root / f"{split}.txt").write_text("".join(lines))
+    (root / "classes.txt").write_text("a\nb\n")
+
+
+def test_cached_dataset_yields_the_same_clips_as_decoding_and_skips_bad_files(tmp_path):
+    make_list_dataset(tmp_path, [(12, 64, 48), (5, 48, 64), (40, 96, 64)])
+    base = ["data.dataset=list", f"data.root={tmp_path}", "model.num_classes=2", "data.train_scale=[40, 56]"]
+    for split in ("train", "test"):
+        plain = build_dataset(tl.load_config("smoke", [*base, "data.cache=false"]), split)
+        cached = build_dataset(tl.load_config("smoke", [*base, "data.cache=true", "data.num_crops=3"]), split)
+        if split == "test":
+            plain = build_dataset(tl.load_config("smoke", [*base, "data.cache=false", "data.num_crops=3"]), split)
+        assert cached.cache is not None and plain.cache is None
+        assert isinstance(cached.cache[3], str) and "broken.mp4" in cached.cache[3]
+        for index in range(3):
+            for seed in (0, 7):
+                plain.reseed(seed)
+                cached.reseed(seed)
+                a, b = plain[index], cached[index]
+                assert torch.equal(a["video"], b["video"]), (split, index, seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert cached[3] is None
+        assert cached.num_skipped == 1 and "broken.mp4" in str(caught[0].message)
+    frames, fps = cached.cache[2]
+    assert frames.shape == (40, 64, 96, 3) and frames.dtype == np.uint8 and fps > 0
