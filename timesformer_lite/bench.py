@@ -1,0 +1,525 @@
+"""`timesformer-lite bench`: speed against Hugging Face Timesformer, measured side by side in one run.
+
+    timesformer-lite bench --suite cpu                 # CPU rows: forward (base, batch 1 and 4), toy training, parity
+    timesformer-lite bench --suite gpu                 # GPU rows: bf16 forward/training, memory, MFU, parity, data stall
+    timesformer-lite bench forward --device cuda --dtype bf16 --batch 32
+    timesformer-lite bench decode                      # benchmarks/bench_decode.py (decord vs PyAV), source checkout
+
+The peer is `transformers.TimesformerForVideoClassification` built from the same config with random
+weights; ours loads its state dict through `state_dict_from_hf`, so both compute the same function and
+their logits are compared too. Protocol (shared/reference/performance.md §7): same process, device,
+input, dtype policy, batch and thread count; warm-up, then the contenders interleaved (ours, HF, ours,
+...) so drift hits both alike; medians with p10/p90. Results are appended, dated, to
+benchmarks/RESULTS.md under "## Model speed vs Hugging Face" unless --no-append.
+
+dtype policy: fp32 everywhere for "fp32". For "bf16", inference casts both models to bf16 (weights and
+activations), training keeps fp32 weights under bf16 autocast (the trainer's `amp=bf16`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.data import DataLoader
+
+from .config import Config, ModelConfig, load_config
+from .model import TimeSformer
+from .utils import model_flops
+from .weights.hf import config_to_hf, state_dict_from_hf
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+SECTION = "## Model speed vs Hugging Face"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+TARGETS = {  # issue #8: the ratio each row must reach (">=" unless the row says otherwise)
+    "forward_cpu": 1.25,
+    "train_cpu": 1.25,
+    "forward_gpu": 1.5,
+    "train_gpu": 1.3,
+    "memory": 0.75,
+    "mfu_inference": 0.45,
+    "mfu_train": 0.30,
+}
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+@dataclass
+class Timing:
+    """Seconds per call of one contender: median and the 10th / 90th percentiles."""
+
+    median: float
+    p10: float
+    p90: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Timing:
+        q = statistics.quantiles(seconds, n=10, method="inclusive") if len(seconds) > 1 else seconds * 9
+        return cls(statistics.median(seconds), q[0], q[-1])
+
+    def rate(self, items: int) -> str:
+        """`items` per second at the median, with the p10-p90 range (fast end first)."""
+        return f"{items / self.median:.3g} ({items / self.p90:.3g}-{items / self.p10:.3g})"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so wall-clock time covers the work (a no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], object]], device: torch.device, warmup: int, reps: int
+) -> dict[str, Timing]:
+    """Time each contender `reps` times, alternating A, B, A, B, ... after `warmup` rounds of each."""
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    for i in range(warmup + reps):
+        for name, fn in contenders.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            if i >= warmup:
+                seconds[name].append(time.perf_counter() - start)
+    return {name: Timing.of(s) for name, s in seconds.items()}
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def base_config() -> ModelConfig:
+    """TimeSformer-B 8x224, 400 classes, exactly `TimesformerConfig(num_labels=400)` (no stochastic depth)."""
+    return ModelConfig(num_classes=400, drop_path_rate=0.0)
+
+
+def model_config_for(preset: str) -> ModelConfig:
+    """'base' or any preset name (its `model` section)."""
+    return base_config() if preset == "base" else load_config(preset).model
+
+
+def hf_and_ours(cfg: ModelConfig, device: torch.device, seed: int = 0) -> tuple[nn.Module, TimeSformer]:
+    """The HF peer with random weights, and ours holding the very same weights (through our converter)."""
+    try:
+        from transformers import TimesformerConfig, TimesformerForVideoClassification
+    except ImportError as e:  # a dev dependency, not a runtime one
+        raise ValueError("the benchmark compares against Hugging Face: pip install transformers") from e
+    torch.manual_seed(seed)
+    hf = TimesformerForVideoClassification(TimesformerConfig(**config_to_hf(cfg)))
+    ours = TimeSformer(cfg)
+    state, unmapped = state_dict_from_hf(hf.state_dict())
+    if unmapped:
+        raise RuntimeError(f"HF parameters with no name of ours: {unmapped}")
+    ours.load_state_dict(state, strict=True)
+    return hf.to(device), ours.to(device)
+
+
+def hf_logits(hf: nn.Module) -> Callable[[Tensor], Tensor]:
+    """HF's forward as a function of the video, returning logits like ours."""
+    return lambda video: hf(pixel_values=video).logits
+
+
+def random_video(cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, seed: int = 1) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randn(batch, cfg.num_frames, cfg.in_chans, cfg.img_size, cfg.img_size, generator=g)
+    return video.to(device=device, dtype=dtype)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """bf16 autocast for training at bf16; a no-op context at fp32."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------- rows
+
+
+@dataclass
+class Row:
+    """One benchmark line: what, both contenders' figures, the ratio ours / HF and the target it must meet."""
+
+    name: str
+    ours: str
+    hf: str
+    ratio: float
+    target: float | None = None
+    lower_is_better: bool = False
+    note: str = ""
+
+    @property
+    def met(self) -> str:
+        if self.target is None:
+            return ""
+        ok = self.ratio <= self.target if self.lower_is_better else self.ratio >= self.target
+        return f"{'<=' if self.lower_is_better else '>='} {self.target:g}: {'yes' if ok else 'NO'}"
+
+    def markdown(self) -> str:
+        return f"| {self.name} | {self.ours} | {self.hf} | **{self.ratio:.2f}** | {self.met} | {self.note} |"
+
+
+def bench_forward(
+    cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, warmup: int, reps: int, target: float | None
+) -> list[Row]:
+    """Inference clips/s (eval, no_grad), ours / HF, and the logit parity of the same call."""
+    hf, ours = hf_and_ours(cfg, device)
+    hf, ours = hf.to(dtype).eval(), ours.to(dtype).eval()
+    video = random_video(cfg, batch, device, dtype)
+    with torch.no_grad():
+        t = interleaved({"ours": lambda: ours(video), "hf": lambda: hf(pixel_values=video)}, device, warmup, reps)
+        diff = parity(ours, hf_logits(hf), video)
+    speed = t["hf"].median / t["ours"].median
+    name = f"forward {label(cfg)} {dtype_name(dtype)} batch {batch} (clips/s)"
+    rows = [Row(name, t["ours"].rate(batch), t["hf"].rate(batch), speed, target)]
+    rows.append(diff.row(f"logits vs HF, {label(cfg)} {dtype_name(dtype)} batch {batch}", dtype))
+    return rows
+
+
+@dataclass
+class Parity:
+    """Largest logit difference and top-1 agreement between two models on one input."""
+
+    max_abs: float
+    top1: float
+
+    def row(self, name: str, dtype: torch.dtype) -> Row:
+        bound = 1e-4 if dtype == torch.float32 else 2e-2
+        ok = self.max_abs <= bound and self.top1 == 1.0
+        note = f"bound {bound:g}, top-1 agreement {100 * self.top1:.0f} %: {'yes' if ok else 'NO'}"
+        return Row(name, f"max abs diff {self.max_abs:.2e}", "", self.max_abs, note=note)
+
+
+def parity(ours: nn.Module, hf: Callable[[Tensor], Tensor], video: Tensor) -> Parity:
+    a, b = ours(video).float(), hf(video).float()
+    return Parity((a - b).abs().max().item(), (a.argmax(1) == b.argmax(1)).float().mean().item())
+
+
+def train_step(model: Callable[[Tensor], Tensor], opt: torch.optim.Optimizer, video: Tensor, labels: Tensor, amp):
+    """One AdamW step: forward under the dtype policy, cross-entropy, backward, update."""
+    with amp:
+        loss = F.cross_entropy(model(video).float(), labels)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
+def bench_train(
+    cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, warmup: int, reps: int, target: float | None
+) -> list[Row]:
+    """Training-step clips/s (forward, backward, AdamW), ours / HF; on CUDA also peak memory."""
+    hf, ours = hf_and_ours(cfg, device)
+    hf.train()
+    ours.train()
+    video = random_video(cfg, batch, device, torch.float32)
+    labels = torch.arange(batch, device=device) % max(cfg.num_classes, 1)
+    opts = {"ours": torch.optim.AdamW(ours.parameters(), lr=1e-4), "hf": torch.optim.AdamW(hf.parameters(), lr=1e-4)}
+    fns = {"ours": ours, "hf": hf_logits(hf)}
+    amp = autocast(device, dtype)
+    steps = {k: (lambda k=k: train_step(fns[k], opts[k], video, labels, amp)) for k in fns}
+    t = interleaved(steps, device, warmup, reps)
+    name = f"training step {label(cfg)} {dtype_name(dtype)} batch {batch}, AdamW (clips/s)"
+    rows = [Row(name, t["ours"].rate(batch), t["hf"].rate(batch), t["hf"].median / t["ours"].median, target)]
+    if device.type == "cuda":
+        peak = {k: peak_step_memory(step, device) for k, step in steps.items()}
+        rows.append(
+            Row(
+                f"peak training memory {label(cfg)} {dtype_name(dtype)} batch {batch} (GiB)",
+                f"{peak['ours'] / 2**30:.2f}",
+                f"{peak['hf'] / 2**30:.2f}",
+                peak["ours"] / peak["hf"],
+                TARGETS["memory"],
+                lower_is_better=True,
+            )
+        )
+    return rows
+
+
+def peak_step_memory(step: Callable[[], object], device: torch.device) -> int:
+    """Bytes allocated at the peak of one training step (weights and optimizer state included)."""
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 8192, reps: int = 10) -> float:
+    """Achieved FLOP/s of an n^3 matmul in `dtype`: the "peak" MFU is measured against, in the same run."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    t = interleaved({"mm": lambda: a @ b}, device, warmup=2, reps=reps)["mm"]
+    return 2 * n**3 / t.median
+
+
+def mfu_rows(
+    cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, warmup: int, reps: int, peak_n: int
+) -> list[Row]:
+    """Model FLOP utilisation of our inference and training against the measured matmul peak."""
+    peak = matmul_peak(device, dtype, peak_n)
+    fwd = model_flops(cfg)
+    _, ours = hf_and_ours(cfg, device)
+    video = random_video(cfg, batch, device, dtype)
+    labels = torch.arange(batch, device=device) % max(cfg.num_classes, 1)
+    infer = ours.to(dtype).eval()
+    with torch.no_grad():
+        t_inf = interleaved({"ours": lambda: infer(video)}, device, warmup, reps)["ours"]
+    _, ours = hf_and_ours(cfg, device)
+    ours.train()
+    opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+    amp = autocast(device, dtype)
+    video32 = video.float()
+    t_train = interleaved({"ours": lambda: train_step(ours, opt, video32, labels, amp)}, device, warmup, reps)["ours"]
+    rows = []
+    for what, t, flops, key in (
+        ("inference", t_inf, fwd, "mfu_inference"),
+        ("training", t_train, 3 * fwd, "mfu_train"),
+    ):
+        achieved = batch * flops / t.median
+        note = f"{flops / 1e9:.1f} GFLOP/clip, matmul peak {peak / 1e12:.1f} TFLOP/s ({peak_n}^3 {dtype_name(dtype)})"
+        rows.append(
+            Row(
+                f"MFU {what} {label(cfg)} {dtype_name(dtype)} batch {batch}",
+                f"{achieved / 1e12:.1f} TFLOP/s",
+                "",
+                achieved / peak,
+                TARGETS[key],
+                note=note,
+            )
+        )
+    return rows
+
+
+def data_stall(preset: str, device: torch.device, dtype: torch.dtype, steps: int, root: str | None) -> list[Row]:
+    """Fraction of training-step time spent waiting for the loader (a toy preset with its default workers).
+
+    A small toy dataset (enough clips for `steps` batches) is generated into `root`, a temporary folder by
+    default. Each step times `next(loader)` apart from the transfer, forward, backward and update;
+    stall = waiting / total over the timed steps.
+    """
+    from .data import build_dataset, build_loader
+
+    cfg = load_config(preset)
+    if cfg.data.dataset != "toy":
+        raise ValueError(
+            f"the data-stall row generates toy data; preset {preset!r} has data.dataset={cfg.data.dataset}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.data.root = root or tmp
+        cfg.data.toy_per_class = max((steps + 2) * cfg.train.batch_size // 10 + 1, 20)  # one epoch, 10 classes
+        loader = build_loader(
+            build_dataset(cfg, "train"),
+            cfg.train.batch_size,
+            shuffle=True,
+            num_workers=cfg.data.num_workers,
+            seed=0,
+            drop_last=True,
+        )
+        return _stall(cfg, loader, device, dtype, steps, preset)
+
+
+def _stall(
+    cfg: Config, loader: DataLoader, device: torch.device, dtype: torch.dtype, steps: int, preset: str
+) -> list[Row]:
+    """Train `cfg.model` from `loader` for `steps` timed steps; the stall row."""
+    model = TimeSformer(cfg.model).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    amp = autocast(device, dtype)
+    waits, totals = [], []
+    it = iter(loader)
+    for i in range(steps + 2):  # the first two steps start the workers and warm up: not counted
+        synchronize(device)
+        start = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        waited = time.perf_counter() - start
+        video = batch["video"].to(device, non_blocking=True)
+        train_step(model, opt, video, batch["label"].to(device), amp)
+        synchronize(device)
+        if i >= 2:
+            waits.append(waited)
+            totals.append(time.perf_counter() - start)
+    stall = sum(waits) / sum(totals)
+    step_ms = 1e3 * statistics.median(totals)
+    note = f"{cfg.data.num_workers} workers, median step {step_ms:.1f} ms, {steps} steps; target < 10 %"
+    name = f"data stall, {preset} preset training {dtype_name(dtype)} batch {cfg.train.batch_size}"
+    return [Row(name, f"{100 * stall:.1f} % of step time", "", stall, 0.10, lower_is_better=True, note=note)]
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def label(cfg: ModelConfig) -> str:
+    return f"{cfg.num_frames}x{cfg.img_size} D{cfg.embed_dim} depth {cfg.depth}"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return next(k for k, v in DTYPES.items() if v == dtype)
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class _OpLog(TorchDispatchMode):
+    """Records the name of every aten op that actually runs (below autograd, after decompositions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+def sdpa_backend(device: torch.device, dtype: torch.dtype, seq: int, heads: int = 12, dim: int = 64) -> str:
+    """Which SDPA kernel torch actually picks for (batch, heads, seq, dim) queries of this device and dtype."""
+    q = torch.randn(4, heads, seq, dim, device=device, dtype=dtype)
+    with _OpLog() as log:
+        F.scaled_dot_product_attention(q, q, q)
+    names = [n.removeprefix("aten._scaled_dot_product_") for n in log.ops if "scaled_dot_product" in n]
+    return ", ".join(names) or "math (composite)"
+
+
+def machine(device: torch.device, dtype: torch.dtype) -> str:
+    """One line naming everything a number depends on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"CPU {cpu_model()} ({cores} threads visible, torch uses {torch.get_num_threads()})"]
+    if device.type == "cuda":
+        cuda = f"GPU {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+        parts.append(f"{cuda}, cuDNN {torch.backends.cudnn.version()}")
+    parts.append(f"torch {torch.__version__}")
+    try:
+        import transformers
+
+        parts.append(f"transformers {transformers.__version__}")
+    except ImportError:
+        pass
+    parts.append(f"dtype {dtype_name(dtype)}")
+    parts.append(f"SDPA spatial {sdpa_backend(device, dtype, 197)}, temporal {sdpa_backend(device, dtype, 8)}")
+    if hasattr(os, "getloadavg"):
+        parts.append("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    return "; ".join(parts)
+
+
+def report(rows: list[Row], command: str, device: torch.device, dtype: torch.dtype, append: bool) -> None:
+    """Print the table; append it, dated and with the machine line, to RESULTS.md."""
+    header = ["| measurement | ours | HF | ours / HF | target | note |", "|---|---|---|---|---|---|"]
+    table = header + [r.markdown() for r in rows]
+    info = machine(device, dtype)
+    print(info)
+    print("\n".join(table))
+    if not append:
+        return
+    block = ["", f"### {datetime.date.today().isoformat()}: `{command}`", "", info, "", *table, ""]
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if SECTION not in text:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\nRatios are ours / HF (higher is faster) unless noted.\n"
+    RESULTS.write_text(text.rstrip("\n") + "\n" + "\n".join(block))
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def run_decode(argv: list[str]) -> int:
+    """The colleague's decode benchmark (decord vs PyAV per core), which lives only in a source checkout."""
+    script = REPO / "benchmarks" / "bench_decode.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} not found: the decode benchmark runs from a source checkout")
+    spec = importlib.util.spec_from_file_location("bench_decode", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(argv) or 0)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="timesformer-lite bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    p.add_argument("what", nargs="?", default="suite", choices=["suite", "forward", "train", "mfu", "stall", "decode"])
+    p.add_argument("--suite", choices=["cpu", "gpu"], help="every row of issue #8 for that device")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (--suite gpu implies cuda)")
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    p.add_argument("--preset", default="base", help="'base' (TimeSformer-B 8x224) or a preset name such as toy")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads, the same for both (0: torch default)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--steps", type=int, default=20, help="training steps timed by the data-stall row")
+    p.add_argument("--peak-n", type=int, default=8192, help="matmul side for the measured peak")
+    p.add_argument("--data-root", help="toy dataset folder for the data-stall row (default: the preset's)")
+    p.add_argument("--no-append", action="store_true", help="print only; do not touch benchmarks/RESULTS.md")
+    return p.parse_known_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen rows, print them, append them to RESULTS.md."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, rest = parse(argv)
+    if args.what == "decode":
+        return run_decode(rest)
+    if rest:
+        raise ValueError(f"unknown arguments {rest}; see timesformer-lite bench --help")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.suite == "gpu" else args.device)
+    dtype = DTYPES["bf16" if args.suite == "gpu" else args.dtype]
+    w, r = args.warmup, args.reps
+    rows: list[Row] = []
+    if args.suite == "cpu":
+        base, toy = base_config(), load_config("toy")
+        for batch in (1, 4):
+            rows += bench_forward(base, batch, device, torch.float32, w, r, TARGETS["forward_cpu"])
+        rows += bench_train(toy.model, toy.train.batch_size, device, torch.float32, w, 3 * r, TARGETS["train_cpu"])
+        rows += bench_forward(base, 1, device, torch.bfloat16, 0, 1, None)[1:]  # the bf16 parity row only
+    elif args.suite == "gpu":
+        base = base_config()
+        rows += bench_forward(base, 32, device, dtype, w, r, TARGETS["forward_gpu"])
+        rows += bench_forward(base, 1, device, dtype, w, r, None)  # batch-1 latency (G10)
+        rows += bench_forward(base, 4, device, torch.float32, w, r, None)[1:]  # fp32 parity
+        rows += bench_train(base, 16, device, dtype, w, r, TARGETS["train_gpu"])
+        rows += mfu_rows(base, 32, device, dtype, w, r, args.peak_n)
+        rows += data_stall("toy", device, dtype, args.steps, args.data_root)
+    else:
+        cfg = model_config_for(args.preset)
+        target = None
+        if args.what == "forward":
+            rows += bench_forward(cfg, args.batch, device, dtype, w, r, target)
+        elif args.what == "train":
+            rows += bench_train(cfg, args.batch, device, dtype, w, r, target)
+        elif args.what == "mfu":
+            rows += mfu_rows(cfg, args.batch, device, dtype, w, r, args.peak_n)
+        elif args.what == "stall":
+            rows += data_stall(
+                "toy" if args.preset == "base" else args.preset, device, dtype, args.steps, args.data_root
+            )
+        else:
+            raise ValueError("choose a row (forward, train, mfu, stall, decode) or --suite cpu|gpu")
+    report(rows, "timesformer-lite bench " + " ".join(argv), device, dtype, append=not args.no_append)
+    return 0
