@@ -66,15 +66,21 @@ def _rename(key: str, to_hf: bool) -> str | None:
     return None
 
 
-def state_dict_to_hf(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Our state dict -> `TimesformerForVideoClassification` names. Raises on a key with no HF name."""
+def _rename_all(state: dict[str, Tensor], to_hf: bool) -> tuple[dict[str, Tensor], list[str]]:
+    """Rename every key one way; return the renamed dict and the keys that have no counterpart."""
     out, unmapped = {}, []
     for k, v in state.items():
-        name = _rename(k, to_hf=True)
+        name = _rename(k, to_hf)
         if name is None:
             unmapped.append(k)
         else:
             out[name] = v
+    return out, unmapped
+
+
+def state_dict_to_hf(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Our state dict -> `TimesformerForVideoClassification` names. Raises on a key with no HF name."""
+    out, unmapped = _rename_all(state, to_hf=True)
     if unmapped:
         raise KeyError(
             f"{len(unmapped)} parameters have no Hugging Face name (HF has only divided, joint and space_only "
@@ -85,14 +91,7 @@ def state_dict_to_hf(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def state_dict_from_hf(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     """HF names -> ours. Returns the converted dict and the HF keys that have no counterpart."""
-    out, unmapped = {}, []
-    for k, v in state.items():
-        name = _rename(k, to_hf=False)
-        if name is None:
-            unmapped.append(k)
-        else:
-            out[name] = v
-    return out, unmapped
+    return _rename_all(state, to_hf=False)
 
 
 def config_to_hf(cfg: ModelConfig, id2label: dict[int, str] | None = None) -> dict[str, Any]:
