@@ -27,8 +27,11 @@ $(VENV)/.stamp-dev: pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -c $(CONSTRAINTS) -e ".[notebooks,dev]"
 	touch $@ $(VENV)/.stamp-run
 
+# The main job: notebooks/90_full_training.ipynb on the toy preset, executed by papermill into runs/
+# (add -p preset k400 -p nproc 8 ... for a GPU run; see the README).
 run: $(VENV)/.stamp-run
-	$(PY) -m timesformer_lite info --config toy
+	mkdir -p runs
+	$(PY) -m papermill notebooks/90_full_training.ipynb runs/90_full_training.ipynb -p preset toy --log-output
 
 lint: $(VENV)/.stamp-dev
 	$(PY) -m ruff check .
