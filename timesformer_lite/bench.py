@@ -12,8 +12,8 @@ input, dtype policy, batch and thread count; warm-up, then the contenders interl
 ...) so drift hits both alike; medians with p10/p90. Results are appended, dated, to
 benchmarks/RESULTS.md under "## Model speed vs Hugging Face" unless --no-append.
 
-dtype policy: fp32 everywhere for "fp32". For "bf16", inference casts both models to bf16 (weights and
-activations), training keeps fp32 weights under bf16 autocast (the trainer's `amp=bf16`).
+dtype policy: fp32 everywhere for "fp32"; for "bf16", fp32 weights under bf16 autocast for inference and
+training alike (the trainer's `amp=bf16`, and what performance.md G1 prescribes).
 """
 
 from __future__ import annotations
@@ -140,8 +140,8 @@ def random_video(cfg: ModelConfig, batch: int, device: torch.device, dtype: torc
     return video.to(device=device, dtype=dtype)
 
 
-def autocast(device: torch.device, dtype: torch.dtype):
-    """bf16 autocast for training at bf16; a no-op context at fp32."""
+def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
+    """bf16 autocast at bf16; a no-op context at fp32."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
@@ -176,9 +176,9 @@ def bench_forward(
 ) -> list[Row]:
     """Inference clips/s (eval, no_grad), ours / HF, and the logit parity of the same call."""
     hf, ours = hf_and_ours(cfg, device)
-    hf, ours = hf.to(dtype).eval(), ours.to(dtype).eval()
-    video = random_video(cfg, batch, device, dtype)
-    with torch.no_grad():
+    hf, ours = hf.eval(), ours.eval()
+    video = random_video(cfg, batch, device, torch.float32)
+    with torch.no_grad(), autocast(device, dtype):
         t = interleaved({"ours": lambda: ours(video), "hf": lambda: hf(pixel_values=video)}, device, warmup, reps)
         diff = parity(ours, hf_logits(hf), video)
     speed = t["hf"].median / t["ours"].median
@@ -272,17 +272,15 @@ def mfu_rows(
     peak = matmul_peak(device, dtype, peak_n)
     fwd = model_flops(cfg)
     _, ours = hf_and_ours(cfg, device)
-    video = random_video(cfg, batch, device, dtype)
+    video = random_video(cfg, batch, device, torch.float32)
     labels = torch.arange(batch, device=device) % max(cfg.num_classes, 1)
-    infer = ours.to(dtype).eval()
-    with torch.no_grad():
-        t_inf = interleaved({"ours": lambda: infer(video)}, device, warmup, reps)["ours"]
-    _, ours = hf_and_ours(cfg, device)
+    ours.eval()
+    with torch.no_grad(), autocast(device, dtype):
+        t_inf = interleaved({"ours": lambda: ours(video)}, device, warmup, reps)["ours"]
     ours.train()
     opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
     amp = autocast(device, dtype)
-    video32 = video.float()
-    t_train = interleaved({"ours": lambda: train_step(ours, opt, video32, labels, amp)}, device, warmup, reps)["ours"]
+    t_train = interleaved({"ours": lambda: train_step(ours, opt, video, labels, amp)}, device, warmup, reps)["ours"]
     rows = []
     for what, t, flops, key in (
         ("inference", t_inf, fwd, "mfu_inference"),

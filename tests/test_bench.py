@@ -1,0 +1,79 @@
+"""The benchmark entry points on tiny models (seconds), so they do not rot between real runs.
+
+They check what the harness promises (interleaving, medians, the same weights on both sides, the
+report format), never a speed: speed targets live in `timesformer-lite bench`, not in tests.
+"""
+
+import torch
+
+import timesformer_lite.bench as bench
+from timesformer_lite.config import load_config
+
+CPU = torch.device("cpu")
+
+
+def tiny() -> bench.ModelConfig:
+    return load_config("smoke").model
+
+
+def test_timing_reports_median_and_deciles():
+    t = bench.Timing.of([float(i) for i in range(1, 12)])  # 1 .. 11 s
+    assert (t.median, t.p10, t.p90) == (6.0, 2.0, 10.0)
+    assert t.rate(12) == "2 (1.2-6)"  # items/s at the median, slow end first
+
+
+def test_contenders_alternate_and_only_timed_rounds_count():
+    calls = []
+    timings = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, CPU, 2, 3)
+    assert calls == ["a", "b"] * 5
+    assert set(timings) == {"a", "b"}
+    assert all(t.p10 <= t.median <= t.p90 for t in timings.values())
+
+
+def test_peer_and_ours_hold_the_same_weights_and_agree():
+    hf, ours = bench.hf_and_ours(tiny(), CPU)
+    video = bench.random_video(tiny(), 2, CPU, torch.float32)
+    with torch.no_grad():
+        p = bench.parity(ours.eval(), bench.hf_logits(hf.eval()), video)
+    assert p.max_abs <= 1e-5 and p.top1 == 1.0
+
+
+def test_forward_rows_give_speed_ratio_and_parity():
+    speed, diff = bench.bench_forward(tiny(), 2, CPU, torch.float32, warmup=1, reps=3, target=1.25)
+    assert speed.ratio > 0 and speed.target == 1.25 and speed.met.startswith(">= 1.25: ")
+    assert diff.ratio <= 1e-4 and "top-1 agreement 100 %: yes" in diff.note
+    (bf16,) = bench.bench_forward(tiny(), 2, CPU, torch.bfloat16, warmup=0, reps=1, target=None)[1:]
+    assert bf16.ratio <= 2e-2
+
+
+def test_training_rows_step_both_models():
+    (row,) = bench.bench_train(tiny(), 4, CPU, torch.float32, warmup=1, reps=2, target=1.25)
+    assert row.ratio > 0 and "AdamW" in row.name
+
+
+def test_mfu_is_achieved_over_measured_peak():
+    rows = bench.mfu_rows(tiny(), 2, CPU, torch.float32, warmup=1, reps=2, peak_n=256)
+    assert [r.target for r in rows] == [0.45, 0.30]
+    assert all(0 < r.ratio < 2 for r in rows)  # a fraction of the matmul speed (tiny models: small)
+
+
+def test_data_stall_is_a_fraction_of_step_time():
+    (row,) = bench.data_stall("smoke", CPU, torch.float32, steps=2, root=None)
+    assert 0 <= row.ratio < 1 and row.lower_is_better and "0 workers" in row.note
+
+
+def test_sdpa_backend_names_the_kernel_torch_runs():
+    assert bench.sdpa_backend(CPU, torch.float32, 8) == "flash_attention_for_cpu"
+
+
+def test_cli_appends_a_dated_section_and_keeps_other_sections(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n## Decoding\n\ncolleague's table\n")
+    monkeypatch.setattr(bench, "RESULTS", results)
+    argv = ["forward", "--preset", "smoke", "--batch", "2", "--warmup", "1", "--reps", "2", "--threads", "1"]
+    assert bench.main(argv) == 0
+    assert bench.main(argv) == 0
+    text = results.read_text()
+    assert text.startswith("# Benchmark results\n\n## Decoding\n\ncolleague's table\n")
+    assert text.count(bench.SECTION) == 1 and text.count("| forward 4x32 D32 depth 2 fp32 batch 2 (clips/s) |") == 2
+    assert "torch uses 1" in capsys.readouterr().out
