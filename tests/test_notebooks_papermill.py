@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,13 @@ def test_the_parameters_cell_declares_the_documented_parameters():
         "seed": None,
         "device": None,
     }
+
+
+def test_papermill_help_lists_every_parameter():
+    cmd = [sys.executable, "-m", "papermill", "--help-notebook", str(NOTEBOOK)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    listed = re.findall(r"^  (\w+): ", out, re.M)  # "  name: type (default ...)  help"
+    assert listed == ["preset", "overrides", "data_root", "nproc", "out_dir", "seed", "device"], out
 
 
 @pytest.mark.parametrize("preset", ["smoke", "toy", "ucf101", "k400"])
