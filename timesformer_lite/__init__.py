@@ -8,6 +8,7 @@ logits, maps = model(video, return_attention=True)
 
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, load_config, presets
 from .model import AttentionMaps, TimeSformer
+from .predict import predict
 from .weights import load_pretrained, save_model
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "TrainConfig",
     "load_config",
     "load_pretrained",
+    "predict",
     "presets",
     "save_model",
 ]
