@@ -59,3 +59,43 @@ def test_attention_module_returns_no_weights_unless_asked_on_either_path():
     out_w, probs = attn(x, need_weights=True)
     assert probs.shape == (3, 2, 5, 5)
     torch.testing.assert_close(out, out_w)
+
+
+def test_onednn_linear_is_used_only_for_fp32_cpu_inference():
+    layer = torch.nn.Linear(8, 4)
+    x = torch.randn(3, 8)
+    assert not attention._onednn_inference(x, layer)  # autograd would record: the plain path
+    with torch.no_grad():
+        assert attention._onednn_inference(x, layer)
+        assert not attention._onednn_inference(x.double(), layer.double())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not attention._onednn_inference(x, layer)
+
+
+@pytest.mark.parametrize("gelu", [False, True])
+@pytest.mark.parametrize("shape", [(5, 16), (3, 7, 16), (2, 3, 4, 16)])
+def test_onednn_linear_equals_the_layer(shape, gelu):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 24)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        expected = layer(x)
+        expected = torch.nn.functional.gelu(expected) if gelu else expected
+        got = attention.linear(layer, x, gelu=gelu)
+        strided = attention.linear(layer, x[::2], gelu=gelu)  # a view with gaps, as slices of the tokens are
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(strided, expected[::2], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention_type", SCHEMES)
+def test_fp32_cpu_inference_fast_path_gives_the_plain_paths_logits(attention_type, monkeypatch):
+    model = tiny(attention_type).eval()
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        fast = model(video)
+        monkeypatch.setattr(attention, "_onednn_inference", lambda x, layer: False)
+        plain = model(video)
+        plain_explicit, _ = model(video, return_attention=True)
+    assert fast.abs().max() > 0.1  # non-trivial logits at init_std 0.2
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast, plain_explicit, atol=1e-5, rtol=0)

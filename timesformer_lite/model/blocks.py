@@ -31,7 +31,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .attention import Attention, DropPath, Mlp
+from .attention import Attention, DropPath, Mlp, linear
 
 
 class Grouping(NamedTuple):
@@ -157,7 +157,7 @@ class Block(nn.Module):
             cls = cls + out[:, 0].reshape(B, S // B, D).mean(dim=1)  # the copies, averaged back
             out = out[:, 1:]
         else:
-            out = getattr(self, f"{step.prefix}fc")(out)
+            out = linear(getattr(self, f"{step.prefix}fc"), out)
         out_pattern = " -> ".join(reversed(pattern.split(" -> ")))
         x = x + rearrange(out, out_pattern, **_lengths(out_pattern, sizes))
         if probs is not None:
