@@ -99,3 +99,11 @@ def test_fp32_cpu_inference_fast_path_gives_the_plain_paths_logits(attention_typ
     assert fast.abs().max() > 0.1  # non-trivial logits at init_std 0.2
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast, plain_explicit, atol=1e-5, rtol=0)
+
+
+def test_fast_path_choice_compiles_into_one_graph():
+    model = tiny().eval()
+    video = torch.randn(2, 4, 3, 32, 32)
+    compiled = torch.compile(model, fullgraph=True)  # raises on any graph break
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(video), model(video), atol=1e-5, rtol=0)

@@ -24,13 +24,15 @@ def _explicit_is_faster(q: Tensor) -> bool:
 def _onednn_inference(x: Tensor, layer: nn.Linear) -> bool:
     """Whether `linear` may run `layer` through oneDNN: fp32 CPU inference in eager mode, nothing to trace."""
     return (
-        x.device.type == "cpu"
+        not (
+            torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing()
+        )  # first: no graph break
+        and x.device.type == "cpu"
         and x.dtype == layer.weight.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
         and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
-        and not (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling())
     )
 
 
