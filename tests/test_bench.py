@@ -77,3 +77,12 @@ def test_cli_appends_a_dated_section_and_keeps_other_sections(tmp_path, monkeypa
     assert text.startswith("# Benchmark results\n\n## Decoding\n\ncolleague's table\n")
     assert text.count(bench.SECTION) == 1 and text.count("| forward 4x32 D32 depth 2 fp32 batch 2 (clips/s) |") == 2
     assert "torch uses 1" in capsys.readouterr().out
+
+
+def test_state_bytes_counts_weights_and_optimizer_state():
+    model = torch.nn.Linear(10, 3)  # 33 fp32 parameters
+    opt = torch.optim.AdamW(model.parameters())
+    assert bench.state_bytes(model, opt) == 33 * 4
+    model(torch.randn(2, 10)).sum().backward()
+    opt.step()  # AdamW adds exp_avg and exp_avg_sq per parameter (and a scalar step)
+    assert bench.state_bytes(model, opt) == 3 * 33 * 4 + 2 * 4
