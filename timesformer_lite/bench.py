@@ -168,7 +168,7 @@ class Row:
         return f"{'<=' if self.lower_is_better else '>='} {self.target:g}: {'yes' if ok else 'NO'}"
 
     def markdown(self) -> str:
-        return f"| {self.name} | {self.ours} | {self.hf} | **{self.ratio:.2f}** | {self.met} | {self.note} |"
+        return f"| {self.name} | {self.ours} | {self.hf} | **{self.ratio:.3g}** | {self.met} | {self.note} |"
 
 
 def bench_forward(
