@@ -4,6 +4,7 @@ from timesformer_lite.data import build_dataset, build_loader
 ds = build_dataset(cfg, "train")             # item: {"video": (T, C, H, W), "label", "index"} or None
 loader = build_loader(ds, 8, shuffle=True, num_workers=2, seed=0)
 frames = read_frames("clip.mp4", [0, 8, 16])  # uint8 (T, H, W, C)
+views = load_views("clip.mp4", cfg)           # one file's test views: .video (V, T, C, H, W), .frames
 """
 
 from .annotations import (
@@ -18,6 +19,7 @@ from .annotations import (
     write_classes,
     write_list,
 )
+from .clip import Views, load_views
 from .datasets import DATASETS, VideoDataset, build_dataset
 from .decode import VideoInfo, VideoReadError, num_frames, read_frames, video_info
 from .loader import build_loader, collate_videos
@@ -44,6 +46,7 @@ __all__ = [
     "VideoDataset",
     "VideoInfo",
     "VideoReadError",
+    "Views",
     "build_dataset",
     "build_loader",
     "center_crop",
@@ -55,6 +58,7 @@ __all__ = [
     "hmdb51_split",
     "kinetics_split",
     "linspace_indices",
+    "load_views",
     "make_clip",
     "normalize",
     "num_frames",

@@ -35,8 +35,9 @@ from .annotations import (
     scan_folder,
     ucf101_split,
 )
+from .clip import clip_transform, sample_clips, views_from_frames
 from .decode import VideoReadError, read_frames, video_info
-from .sampling import SAMPLINGS, sample_indices
+from .sampling import SAMPLINGS
 from .transforms import ClipTransform
 
 SPLITS = ("train", "val", "test")
@@ -143,29 +144,21 @@ class VideoDataset(Dataset):
     def load(self, index: int) -> torch.Tensor:
         """The views of item `index`, (V, T, C, H, W); raises `VideoReadError` for an unreadable file."""
 
-        def clips_of(num_frames: int, fps: float) -> list[list[int]]:
-            return [
-                sample_indices(
-                    self.sampling,
-                    num_frames,
-                    self.num_frames,
-                    train=self.train,
-                    rng=self.rng,
-                    clip_idx=k,
-                    num_clips=self.num_clips,
-                    sampling_rate=self.sampling_rate,
-                    fps=fps,
-                    target_fps=self.target_fps,
-                )
-                for k in range(self.num_clips)
-            ]
+        def clips_of(n: int, fps: float) -> list[list[int]]:
+            return sample_clips(
+                self.sampling,
+                n,
+                self.num_frames,
+                fps,
+                train=self.train,
+                rng=self.rng,
+                num_clips=self.num_clips,
+                sampling_rate=self.sampling_rate,
+                target_fps=self.target_fps,
+            )
 
         frames = self._frames(index, clips_of)  # (K*T, H, W, C)
-        views = [
-            self.transform(frames[k * self.num_frames : (k + 1) * self.num_frames], self.rng)
-            for k in range(self.num_clips)
-        ]
-        return torch.cat(views)  # (V, T, C, H, W), clip-major
+        return views_from_frames(frames, self.num_frames, self.transform, self.rng)  # (V, T, C, H, W), clip-major
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
         try:
@@ -274,15 +267,7 @@ def build_dataset(cfg: Config, split: str) -> VideoDataset:
         )
     train = split == "train"
     test = split == "test"
-    transform = ClipTransform(
-        crop_size=cfg.model.img_size,
-        train=train,
-        scale=(d.train_scale[0], d.train_scale[-1]) if train else (d.test_scale, d.test_scale),
-        num_crops=d.num_crops if test else 1,
-        hflip=d.hflip,
-        mean=d.mean,
-        std=d.std,
-    )
+    transform = clip_transform(cfg, split)
     dataset = VideoDataset(
         d.root,
         items,
