@@ -263,6 +263,7 @@ def _drive(page, url: str, shots: dict) -> None:
     shots["after"] = image.screenshot()
 
 
+@pytest.mark.slow
 def test_notebook_08_explorer_renders_in_jupyterlab_and_the_layer_slider_redraws_the_map(tmp_path):
     sync_playwright = _browser_or_skip()
     shots = run_explorer_notebook(sync_playwright, ROOT / "notebooks", NOTEBOOK, tmp_path)
