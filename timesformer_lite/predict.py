@@ -172,6 +172,7 @@ def predict_video(
     return pred
 
 
+@torch.no_grad()
 def explain_video(pred: Prediction, views: Views, model: nn.Module, cfg: Config, out_dir: Path) -> list[Path]:
     """Attention rollout of the centre view (middle clip, middle crop) over its frames: a PNG and a GIF.
 
