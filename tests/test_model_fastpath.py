@@ -107,3 +107,16 @@ def test_fast_path_choice_compiles_into_one_graph():
     compiled = torch.compile(model, fullgraph=True)  # raises on any graph break
     with torch.no_grad():
         torch.testing.assert_close(compiled(video), model(video), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("length", [4, 8, 17])
+def test_short_row_softmax_equals_torch_softmax_and_its_gradient(length):
+    torch.manual_seed(0)
+    x = (3 * torch.randn(6, 2, 5, length, dtype=torch.float64)).requires_grad_()
+    grad = torch.randn(6, 2, 5, length, dtype=torch.float64)
+    (expected_grad,) = torch.autograd.grad(x.softmax(-1), x, grad)
+    y = attention.softmax(x)
+    (got_grad,) = torch.autograd.grad(y, x, grad)
+    torch.testing.assert_close(y, x.softmax(-1), atol=1e-12, rtol=0)
+    torch.testing.assert_close(got_grad, expected_grad, atol=1e-12, rtol=0)
+    assert torch.autograd.gradcheck(attention._ShortSoftmax.apply, (x[:2, :1, :2].detach().requires_grad_(),))
