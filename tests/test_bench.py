@@ -86,3 +86,29 @@ def test_state_bytes_counts_weights_and_optimizer_state():
     model(torch.randn(2, 10)).sum().backward()
     opt.step()  # AdamW adds exp_avg and exp_avg_sq per parameter (and a scalar step)
     assert bench.state_bytes(model, opt) == 3 * 33 * 4 + 2 * 4
+
+
+def test_bench_leaves_the_callers_thread_count_alone():
+    import torch
+
+    from timesformer_lite.bench import main
+
+    before = torch.get_num_threads()
+    assert before > 1, "needs a machine with at least 2 threads to mean anything"
+    main(
+        [
+            "forward",
+            "--preset",
+            "smoke",
+            "--batch",
+            "1",
+            "--warmup",
+            "0",
+            "--reps",
+            "1",
+            "--threads",
+            "1",
+            "--no-append",
+        ]
+    )
+    assert torch.get_num_threads() == before

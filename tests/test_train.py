@@ -67,7 +67,9 @@ def test_a_killed_run_resumes_to_exactly_the_same_weights(smoke_data, tmp_path):
     args = smoke(smoke_data, tmp_path, "train.epochs=3", "train.checkpoint_every=1", "train.test=false")
     reference = run("smoke", [*args, "train.name=uninterrupted"])
     cmd = [sys.executable, "-m", "timesformer_lite", "train", "--config", "smoke", *args, "train.name=killed"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # bitwise equality needs the same float summation order: the same number of threads in every run
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     last = tmp_path / "killed" / "last.pt"
     killed_at = None
     deadline = time.time() + 120

@@ -492,8 +492,17 @@ def main(argv: list[str] | None = None) -> int:
         return run_decode(rest)
     if rest:
         raise ValueError(f"unknown arguments {rest}; see timesformer-lite bench --help")
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        return run_rows(args, argv)
+    finally:
+        torch.set_num_threads(threads)  # called in-process (tests, notebooks): leave the caller's setting
+
+
+def run_rows(args: argparse.Namespace, argv: list[str]) -> int:
+    """The rows `args` asks for, printed and (unless --no-append) appended to RESULTS.md."""
     device = torch.device("cuda" if args.suite == "gpu" else args.device)
     dtype = DTYPES["bf16" if args.suite == "gpu" else args.dtype]
     w, r = args.warmup, args.reps
