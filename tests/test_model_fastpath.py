@@ -10,6 +10,7 @@ import torch
 import timesformer_lite as tl
 from timesformer_lite.model import attention
 from timesformer_lite.model.attention import Attention
+from timesformer_lite.model.blocks import Block
 
 SCHEMES = ["divided_space_time", "joint_space_time", "space_only", "sparse_local_global", "axial"]
 
@@ -120,3 +121,59 @@ def test_short_row_softmax_equals_torch_softmax_and_its_gradient(length):
     torch.testing.assert_close(y, x.softmax(-1), atol=1e-12, rtol=0)
     torch.testing.assert_close(got_grad, expected_grad, atol=1e-12, rtol=0)
     assert torch.autograd.gradcheck(attention._ShortSoftmax.apply, (x[:2, :1, :2].detach().requires_grad_(),))
+
+
+def randomise_added_steps(model: tl.TimeSformer) -> None:
+    """Give every `*_fc` non-zero weights (they start at zero, which would make folding them trivial)."""
+    with torch.no_grad():
+        for blk in model.blocks:
+            for name, layer in blk.named_children():
+                if name.endswith("fc"):
+                    layer.weight.normal_(0, 0.2)
+                    layer.bias.normal_(0, 0.2)
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "sparse_local_global", "axial"])  # with `*_fc`
+def test_folded_fc_and_proj_give_the_plain_logits_and_follow_weight_changes(attention_type, monkeypatch):
+    model = tiny(attention_type).eval()
+    randomise_added_steps(model)
+    video = torch.randn(2, 4, 3, 32, 32)
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            fast = model(video)
+            with monkeypatch.context() as m:
+                m.setattr(Block, "_fold_added_steps", lambda self, x: False)
+                plain = model(video)
+        torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+        return fast, plain
+
+    first, _ = both()
+    other = tiny(attention_type)
+    torch.manual_seed(1)  # tiny() seeds 0: other weights than model's
+    randomise_added_steps(other)
+    model.load_state_dict(other.state_dict())  # new weights: the cached folds must be recomputed
+    second, _ = both()
+    assert (second - first).abs().max() > 1e-3
+    with torch.no_grad():  # an in-place update, as an optimizer step does
+        for blk in model.blocks:
+            for name, layer in blk.named_children():
+                if name.endswith("fc"):
+                    layer.weight.mul_(-1)
+    third, _ = both()
+    assert (third - second).abs().max() > 1e-3
+    model.double()
+    video = video.double()
+    both()
+    assert model.state_dict().keys() == other.state_dict().keys()  # the cache is no parameter or buffer
+
+
+def test_folding_only_in_eager_inference():
+    blk = tiny().blocks[0]
+    x = torch.randn(2, 4, 16, 32)
+    assert not blk._fold_added_steps(x)  # training mode
+    blk.eval()
+    assert not blk._fold_added_steps(x)  # autograd records
+    with torch.no_grad():
+        assert blk._fold_added_steps(x)
+        assert not blk._fold_added_steps(x.to("meta"))

@@ -5,6 +5,8 @@ Built from scratch in notebooks/03_self_attention_from_scratch.ipynb.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -54,6 +56,32 @@ def softmax(x: Tensor) -> Tensor:
     return x.softmax(dim=-1)
 
 
+class FoldedLinear(NamedTuple):
+    """Two Linear layers applied one after the other, `outer(inner(x))`, as the one layer they make up."""
+
+    weight: Tensor  # W_outer @ W_inner
+    bias: Tensor  # W_outer @ b_inner + b_outer
+
+
+def _fold_key(*layers: nn.Linear) -> tuple:
+    """What identifies the values of the layers' parameters: in-place updates (optimizer steps, loading a
+    state dict) bump `_version`, moving or converting them changes `data_ptr` (writes through `.data` are
+    invisible to both)."""
+    return tuple((p._version, p.data_ptr(), p.dtype) for layer in layers for p in (layer.weight, layer.bias))
+
+
+def folded(outer: nn.Linear, inner: nn.Linear, owner: nn.Module, name: str) -> FoldedLinear:
+    """`outer` after `inner` as one `FoldedLinear`, cached as a plain attribute `name` of `owner` (not in its
+    state dict) and recomputed whenever either layer's parameters change. Call it without autograd."""
+    key = _fold_key(outer, inner)
+    cached = getattr(owner, name, None)
+    if cached is None or cached[0] != key:
+        weight = outer.weight @ inner.weight
+        cached = (key, FoldedLinear(weight, torch.addmv(outer.bias, outer.weight, inner.bias)))
+        setattr(owner, name, cached)
+    return cached[1]
+
+
 def _has_onednn_linear() -> bool:
     """`mkldnn._linear_pointwise` is a private op: use it only where this torch build registers it."""
     try:
@@ -80,7 +108,7 @@ def _onednn_inference(x: Tensor, layer: nn.Linear) -> bool:
     )
 
 
-def linear(layer: nn.Linear, x: Tensor, gelu: bool = False) -> Tensor:
+def linear(layer: nn.Linear | FoldedLinear, x: Tensor, gelu: bool = False) -> Tensor:
     """`layer(x)`, followed by exact GELU if `gelu`; the same numbers, faster for fp32 CPU inference.
 
     Why: torch sends fp32 CPU matmuls to MKL, whose kernels on the AMD (Zen 4) dev machine ran the
@@ -88,12 +116,12 @@ def linear(layer: nn.Linear, x: Tensor, gelu: bool = False) -> Tensor:
     itself uses for convolutions (1568 x 768 -> 768 went from 45 to 76); oneDNN also applies GELU while
     the tile is in cache instead of re-reading the 1569 x 3072 activation. `mkldnn._linear_pointwise` is
     the op `torch.compile` emits for this on CPU; it has no autograd, hence inference only (tested equal
-    in tests/test_model_fastpath.py). Forward hooks on the Linear do not fire on this path.
+    in tests/test_model_fastpath.py). Forward hooks on the Linear do not fire here.
     """
     if _onednn_inference(x, layer):
         act, algorithm = ("gelu", "none") if gelu else ("none", "")  # "none": erf GELU, as nn.GELU()
         return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, act, [], algorithm)
-    out = layer(x)
+    out = F.linear(x, layer.weight, layer.bias)
     return F.gelu(out) if gelu else out
 
 
@@ -123,7 +151,12 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """x: (S, L, D) sequences -> (S, L, D), and the probabilities (S, heads, L, L) if `need_weights`.
+        """x: (S, L, D) sequences -> (S, L, D), and the probabilities (S, heads, L, L) if `need_weights`."""
+        out, probs = self.heads(x, need_weights)
+        return self.proj_drop(linear(self.proj, out)), probs
+
+    def heads(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """The attention before the output projection `proj`: the heads' outputs side by side, (S, L, D).
 
         Without weights, `scaled_dot_product_attention` runs (fused kernels where the backend has them);
         with weights, the explicit softmax path computes the same thing and returns what it attended to.
@@ -139,8 +172,7 @@ class Attention(nn.Module):
             probs = probs if need_weights else None
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
-        out = out.transpose(1, 2).reshape(S, L, D)
-        return self.proj_drop(linear(self.proj, out)), probs
+        return out.transpose(1, 2).reshape(S, L, D), probs
 
 
 class Mlp(nn.Module):
