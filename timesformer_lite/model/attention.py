@@ -63,23 +63,11 @@ class FoldedLinear(NamedTuple):
     bias: Tensor  # W_outer @ b_inner + b_outer
 
 
-def _fold_key(*layers: nn.Linear) -> tuple:
-    """What identifies the values of the layers' parameters: in-place updates (optimizer steps, loading a
-    state dict) bump `_version`, moving or converting them changes `data_ptr` (writes through `.data` are
-    invisible to both)."""
-    return tuple((p._version, p.data_ptr(), p.dtype) for layer in layers for p in (layer.weight, layer.bias))
-
-
-def folded(outer: nn.Linear, inner: nn.Linear, owner: nn.Module, name: str) -> FoldedLinear:
-    """`outer` after `inner` as one `FoldedLinear`, cached as a plain attribute `name` of `owner` (not in its
-    state dict) and recomputed whenever either layer's parameters change. Call it without autograd."""
-    key = _fold_key(outer, inner)
-    cached = getattr(owner, name, None)
-    if cached is None or cached[0] != key:
-        weight = outer.weight @ inner.weight
-        cached = (key, FoldedLinear(weight, torch.addmv(outer.bias, outer.weight, inner.bias)))
-        setattr(owner, name, cached)
-    return cached[1]
+def folded(outer: nn.Linear, inner: nn.Linear) -> FoldedLinear:
+    """`outer` after `inner` as one `FoldedLinear`, computed on every call: a D x D x D product, cheaper than
+    the tokens x D x D product it saves whenever there are more tokens than D. Nothing is cached, so no write
+    to the weights (not even through `.data`) can leave it stale. Call it without autograd."""
+    return FoldedLinear(outer.weight @ inner.weight, torch.addmv(outer.bias, outer.weight, inner.bias))
 
 
 def _has_onednn_linear() -> bool:
