@@ -185,21 +185,10 @@ def write_report(result: EvalResult, classes: list[str], paths: list[str], out_d
     return written
 
 
-def test_checkpoint(
-    checkpoint: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None
-) -> tuple[EvalResult, dict[str, Path]]:
-    """Run the test protocol of the checkpoint's own config (plus overrides) and write the report."""
-    from ..config import load_config
+def test_protocol(model: nn.Module, cfg: Config, device: torch.device, out_dir: Path) -> tuple[EvalResult, dict]:
+    """The reference test protocol of `cfg` (views, averaging) on `model`; writes the report into `out_dir`."""
     from ..data import build_dataset, build_loader
-    from ..weights import load_pretrained
-    from .distributed import pick_device
 
-    model = load_pretrained(checkpoint)
-    base = getattr(model, "run_config", None)
-    if base is None:
-        raise ValueError(f"'{checkpoint}' carries no data config; test a checkpoint written by timesformer-lite train")
-    cfg: Config = load_config(base, overrides)
-    device = pick_device(cfg.train.device)
     dataset = build_dataset(cfg, "test")
     loader = build_loader(
         dataset, max(1, cfg.train.batch_size // 2), shuffle=False, num_workers=cfg.data.num_workers, seed=0
@@ -213,9 +202,36 @@ def test_checkpoint(
         average=cfg.train.test_average,
         pairs=cfg.data.dataset == "toy",
     )
-    paths = [str(p) for p, _ in dataset.items]
-    written = write_report(result, dataset.classes, paths, Path(out_dir) if out_dir else Path(checkpoint).parent)
+    written = write_report(result, dataset.classes, [str(p) for p, _ in dataset.items], out_dir)
     return result, written
+
+
+def summary_line(result: EvalResult) -> str:
+    """One printed line: top-1, top-5, within-pair where it applies, skipped videos."""
+    line = f"test: top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  on {result.num_videos} videos"
+    if result.within_pair is not None:
+        line += f"  within-pair {result.within_pair:.2%}"
+    if result.skipped:
+        line += f"  ({result.skipped} unreadable skipped)"
+    return line
+
+
+def test_checkpoint(
+    checkpoint: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None
+) -> tuple[EvalResult, dict[str, Path]]:
+    """Run the test protocol of the checkpoint's own config (plus overrides) and write the report."""
+    from ..config import load_config
+    from ..weights import load_pretrained
+    from .distributed import pick_device
+
+    model = load_pretrained(checkpoint)
+    base = getattr(model, "run_config", None)
+    if base is None:
+        raise ValueError(f"'{checkpoint}' carries no data config; test a checkpoint written by timesformer-lite train")
+    cfg: Config = load_config(base, overrides)
+    return test_protocol(
+        model, cfg, pick_device(cfg.train.device), Path(out_dir) if out_dir else Path(checkpoint).parent
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,12 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     result, written = test_checkpoint(args.checkpoint, args.overrides, args.out)
-    line = f"test: top-1 {result.top1:.2%}  top-5 {result.top5:.2%}  on {result.num_videos} videos"
-    if result.within_pair is not None:
-        line += f"  within-pair {result.within_pair:.2%}"
-    if result.skipped:
-        line += f"  ({result.skipped} unreadable skipped)"
-    print(line)
+    print(summary_line(result))
     for name, path in written.items():
         print(f"  {name}: {path}")
     return 0

@@ -33,7 +33,7 @@ from ..model import TimeSformer
 from ..utils import seed_everything
 from .checkpoint import FORMAT, atomic_save, find_resume, load_training_checkpoint, rng_state, set_rng_state
 from .distributed import DistEnv, all_reduce_sum, setup, teardown
-from .evaluate import EvalResult, autocast_for, evaluate, write_report
+from .evaluate import EvalResult, autocast_for, evaluate, summary_line, test_protocol
 from .optim import build_optimizer, build_scheduler, scaled_lr
 
 
@@ -369,30 +369,13 @@ class Trainer:
         )
 
     def test(self) -> EvalResult | None:
-        """The reference test protocol on best.pt (rank 0 only); writes the report next to it."""
-        cfg = self.cfg
+        """The reference test protocol on best.pt (rank 0 only); writes the report into run_dir/test."""
         best = self.run_dir / "best.pt"
         if best.is_file():
             self.raw_model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
-        test_set = build_dataset(cfg, "test")
-        loader = build_loader(
-            test_set, max(1, cfg.train.batch_size // 2), shuffle=False, num_workers=cfg.data.num_workers, seed=0
-        )
-        result = evaluate(
-            self.raw_model,
-            loader,
-            device=self.device,
-            num_classes=cfg.model.num_classes,
-            amp=cfg.train.amp,
-            average=cfg.train.test_average,
-            pairs=self.pairs,
-        )
-        write_report(result, test_set.classes, [str(p) for p, _ in test_set.items], self.run_dir / "test")
+        result, _ = test_protocol(self.raw_model, self.cfg, self.device, self.run_dir / "test")
         self.skipped += result.skipped
-        line = f"test ({len(test_set)} videos): top-1 {result.top1:.2%}  top-5 {result.top5:.2%}"
-        if result.within_pair is not None:
-            line += f"  within-pair {result.within_pair:.2%}"
-        print(line)
+        print(summary_line(result))
         return result
 
     def ranks_in_sync(self) -> bool:
