@@ -419,8 +419,3 @@ class Trainer:
             "global_batch": self.global_batch,
             "history": self.history,
         }
-
-
-def result_from_summary(run_dir: Path) -> dict[str, Any]:
-    """Read runs/<name>/summary.json (for notebooks that show a finished run)."""
-    return json.loads((Path(run_dir) / "summary.json").read_text())
