@@ -183,3 +183,49 @@ def test_folding_only_in_eager_inference():
     with torch.no_grad():
         assert blk._fold_added_steps(x)
         assert not blk._fold_added_steps(x.to("meta"))
+
+
+def full_last_block(monkeypatch) -> None:
+    """Make every block compute its patch tokens too (the plain path the cls-only last block must equal)."""
+    forward = Block.forward
+    monkeypatch.setattr(Block, "forward", lambda self, x, cls, grid, need_weights=False, cls_only=False: forward(
+        self, x, cls, grid, need_weights, False))  # fmt: skip
+
+
+@pytest.mark.parametrize("attention_type", SCHEMES)
+def test_class_token_only_last_block_gives_the_full_blocks_logits_and_gradients(attention_type, monkeypatch):
+    model = tiny(attention_type).double().train()
+    randomise_added_steps(model)
+    video = torch.randn(3, 4, 3, 32, 32, dtype=torch.float64)
+    logits, grads = gradients(model, video)
+    with torch.no_grad():
+        inference = model.eval()(video)
+    with monkeypatch.context() as m:
+        full_last_block(m)
+        full_logits, full_grads = gradients(model.train(), video)
+        with torch.no_grad():
+            full_inference = model.eval()(video)
+    torch.testing.assert_close(logits, full_logits, atol=1e-12, rtol=0)
+    torch.testing.assert_close(inference, full_inference, atol=1e-12, rtol=0)
+    for name, g in grads.items():  # the skipped outputs had no gradient to give
+        torch.testing.assert_close(g, full_grads[name], atol=1e-12, rtol=1e-10, msg=name)
+    assert grads["blocks.1.mlp.fc1.weight"].abs().max() > 0
+
+
+def test_last_block_skips_the_patch_tokens_work_unless_maps_are_asked():
+    blk = tiny().blocks[1].eval()
+    x, cls = torch.randn(2, 4, 16, 32), torch.randn(2, 32)
+    calls = []
+    blk.mlp.register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
+    with torch.no_grad():
+        full_x, full_cls, _ = blk(x, cls, (4, 4))
+        none_x, only_cls, maps = blk(x, cls, (4, 4), cls_only=True)
+        maps_x, maps_cls, maps = blk(x, cls, (4, 4), need_weights=True, cls_only=True)
+    assert none_x is None and calls[2] == (2, 32)  # the MLP saw the class tokens alone
+    torch.testing.assert_close(only_cls, full_cls, atol=1e-5, rtol=0)
+    assert set(maps) == {"time", "space"}  # maps need every token: the full block
+    torch.testing.assert_close(maps_x, full_x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(maps_cls, full_cls, atol=1e-5, rtol=0)
+    q = torch.randn(3, 5, 32)
+    attn = blk.attn
+    torch.testing.assert_close(attn.first_query(q), attn.heads(q)[0][:, 0], atol=1e-6, rtol=0)

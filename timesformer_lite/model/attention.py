@@ -56,18 +56,25 @@ def softmax(x: Tensor) -> Tensor:
     return x.softmax(dim=-1)
 
 
-class FoldedLinear(NamedTuple):
-    """Two Linear layers applied one after the other, `outer(inner(x))`, as the one layer they make up."""
+class Affine(NamedTuple):
+    """A weight and bias that `linear` applies like an `nn.Linear`: two layers folded into one, or some
+    output rows of one layer."""
 
-    weight: Tensor  # W_outer @ W_inner
-    bias: Tensor  # W_outer @ b_inner + b_outer
+    weight: Tensor  # (out, in)
+    bias: Tensor | None  # (out,)
 
 
-def folded(outer: nn.Linear, inner: nn.Linear) -> FoldedLinear:
-    """`outer` after `inner` as one `FoldedLinear`, computed on every call: a D x D x D product, cheaper than
+def rows(layer: nn.Linear, start: int, stop: int) -> Affine:
+    """Output features start:stop of `layer` as an `Affine` (views: gradients reach the layer's parameters)."""
+    bias = None if layer.bias is None else layer.bias[start:stop]
+    return Affine(layer.weight[start:stop], bias)
+
+
+def folded(outer: nn.Linear, inner: nn.Linear) -> Affine:
+    """`outer` after `inner` as one `Affine`, W_outer @ W_inner and W_outer @ b_inner + b_outer, computed on every call: a D x D x D product, cheaper than
     the tokens x D x D product it saves whenever there are more tokens than D. Nothing is cached, so no write
     to the weights (not even through `.data`) can leave it stale. Call it without autograd."""
-    return FoldedLinear(outer.weight @ inner.weight, torch.addmv(outer.bias, outer.weight, inner.bias))
+    return Affine(outer.weight @ inner.weight, torch.addmv(outer.bias, outer.weight, inner.bias))
 
 
 def _has_onednn_linear() -> bool:
@@ -96,7 +103,7 @@ def _onednn_inference(x: Tensor, layer: nn.Linear) -> bool:
     )
 
 
-def linear(layer: nn.Linear | FoldedLinear, x: Tensor, gelu: bool = False) -> Tensor:
+def linear(layer: nn.Linear | Affine, x: Tensor, gelu: bool = False) -> Tensor:
     """`layer(x)`, followed by exact GELU if `gelu`; the same numbers, faster for fp32 CPU inference.
 
     Why: torch sends fp32 CPU matmuls to MKL, whose kernels on the AMD (Zen 4) dev machine ran the
@@ -107,8 +114,8 @@ def linear(layer: nn.Linear | FoldedLinear, x: Tensor, gelu: bool = False) -> Te
     in tests/test_model_fastpath.py). Forward hooks on the Linear do not fire here.
     """
     if _onednn_inference(x, layer):
-        act, algorithm = ("gelu", "none") if gelu else ("none", "")  # "none": erf GELU, as nn.GELU()
-        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, act, [], algorithm)
+        out = torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
+        return torch.ops.aten.gelu_(out) if gelu else out  # in place: no second tokens x hidden buffer
     out = F.linear(x, layer.weight, layer.bias)
     return F.gelu(out) if gelu else out
 
@@ -151,16 +158,30 @@ class Attention(nn.Module):
         """
         S, L, D = x.shape
         qkv = linear(self.qkv, x).reshape(S, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (S, heads, L, d)
-        drop = self.attn_drop if self.training else 0.0
-        probs = None
-        if need_weights or _explicit_is_faster(q):
-            probs = softmax(q @ k.transpose(-2, -1) * self.scale)  # (S, heads, L, L)
-            out = F.dropout(probs, drop, self.training) @ v
-            probs = probs if need_weights else None
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        out, probs = self.mix(*qkv.unbind(0), need_weights)  # q, k, v: each (S, heads, L, d)
         return out.transpose(1, 2).reshape(S, L, D), probs
+
+    def first_query(self, x: Tensor) -> Tensor:
+        """`heads(x)[0][:, 0]`, the heads' output for the first token alone, (S, D): its query against every key.
+
+        What the class token needs in the last block, where nothing reads the patch tokens' outputs: their
+        queries (a third of `qkv`) are never computed.
+        """
+        S, L, D = x.shape
+        q = linear(rows(self.qkv, 0, D), x[:, :1]).reshape(S, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = linear(rows(self.qkv, D, 3 * D), x).reshape(S, L, 2, self.num_heads, self.head_dim)
+        out, _ = self.mix(q, *kv.permute(2, 0, 3, 1, 4).unbind(0))
+        return out.reshape(S, D)
+
+    def mix(self, q: Tensor, k: Tensor, v: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """softmax(q k^T / sqrt(d)) v for q (S, heads, Lq, d) and k, v (S, heads, L, d) -> (S, heads, Lq, d),
+        and the probabilities (S, heads, Lq, L) if `need_weights`."""
+        drop = self.attn_drop if self.training else 0.0
+        if need_weights or _explicit_is_faster(q):
+            probs = softmax(q @ k.transpose(-2, -1) * self.scale)
+            out = F.dropout(probs, drop, self.training) @ v
+            return out, probs if need_weights else None
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=drop), None
 
 
 class Mlp(nn.Module):
