@@ -59,9 +59,15 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, video: Tensor) -> Tensor:
-        """(B, T, C, H, W) -> (B, T, h, w, D); pixels beyond the last whole patch are dropped."""
+        """(B, T, C, H, W) -> (B, T, h, w, D), contiguous; pixels beyond the last whole patch are dropped.
+
+        The frames go in channels-last, so the convolution writes its output channels-last too and the
+        tokens come out contiguous with no copy (channels-first, every later op would read strided
+        tokens or copy them).
+        """
         B, T = video.shape[:2]
-        x = self.proj(video.flatten(0, 1))  # (B*T, D, h, w)
+        frames = video.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        x = self.proj(frames)  # (B*T, D, h, w), stored channels-last
         return x.permute(0, 2, 3, 1).unflatten(0, (B, T))
 
 
