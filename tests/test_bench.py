@@ -4,6 +4,7 @@ They check what the harness promises (interleaving, medians, the same weights on
 report format), never a speed: speed targets live in `timesformer-lite bench`, not in tests.
 """
 
+import numpy as np
 import torch
 
 import timesformer_lite.bench as bench
@@ -115,3 +116,19 @@ def test_bench_leaves_the_callers_thread_count_alone():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_decode_benchmark_readers_return_the_same_frames(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_decode", bench.REPO / "benchmarks" / "bench_decode.py")
+    bench_decode = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_decode)
+    for keyint in (250, 16):
+        clip = bench_decode.make_clip(tmp_path / f"k{keyint}.mp4", keyint, seconds=2, width=128, height=96)
+        for idx in ([0, 7, 14, 21, 28, 35, 42, 49], [20, 21, 22, 30, 31, 40, 41, 49]):
+            frames = {name: read(clip, idx) for name, read in bench_decode.READERS.items()}
+            assert {f.shape for f in frames.values()} == {(8, 96, 128, 3)}
+            for name, f in frames.items():
+                assert np.abs(f.astype(int) - frames["decord"].astype(int)).max() <= 1, (keyint, name)
+            assert not np.array_equal(frames["decord"][0], frames["decord"][-1])  # a moving scene

@@ -114,8 +114,8 @@ def linear(layer: nn.Linear | Affine, x: Tensor, gelu: bool = False) -> Tensor:
     in tests/test_model_fastpath.py). Forward hooks on the Linear do not fire here.
     """
     if _onednn_inference(x, layer):
-        out = torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "none", [], "")
-        return torch.ops.aten.gelu_(out) if gelu else out  # in place: no second tokens x hidden buffer
+        act, algorithm = ("gelu", "none") if gelu else ("none", "")  # "none": erf GELU, as nn.GELU()
+        return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, act, [], algorithm)
     out = F.linear(x, layer.weight, layer.bias)
     return F.gelu(out) if gelu else out
 

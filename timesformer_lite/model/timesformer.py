@@ -196,8 +196,8 @@ class TimeSformer(nn.Module):
         take the whole batch.
         """
         B, T, _, H, W = video.shape
-        whole = self.training or torch.is_grad_enabled() or torch.compiler.is_compiling() or return_attention
-        if whole or video.device.type != "cpu":
+        tracing = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+        if self.training or torch.is_grad_enabled() or tracing or return_attention or video.device.type != "cpu":
             return B
         p = self.cfg.patch_size
         per_clip = T * (H // p) * (W // p) * int(self.cfg.embed_dim * self.cfg.mlp_ratio) * 4
