@@ -153,7 +153,7 @@ class Block(nn.Module):
         )
 
     def attend(
-                self,
+        self,
         step: Step,
         x: Tensor,
         cls: Tensor,
