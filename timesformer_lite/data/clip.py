@@ -97,7 +97,7 @@ def views_from_frames(
     """Decoded clips, uint8 (K*T, H, W, C) with clip k at rows k*T..(k+1)*T, -> views (K*crops, T, C, H, W)."""
     clips = len(frames) // num_frames
     views = [transform(frames[k * num_frames : (k + 1) * num_frames], rng) for k in range(clips)]
-    return torch.cat(views)  # (V, T, C, H, W), clip-major
+    return torch.cat(views) if len(views) > 1 else views[0]  # (V, T, C, H, W), clip-major
 
 
 def load_views(path: str | Path, cfg: Config) -> Views:
