@@ -36,8 +36,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from timesformer_lite.data import read_frames, video_info
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
 
 def make_clip(path: Path, keyint: int, seconds: int = 10, fps: int = 25, width: int = 340, height: int = 256) -> Path:
     """A moving textured scene (so motion compensation has work to do)."""
@@ -182,12 +180,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def append(lines: list[str]) -> None:
-    """Add a dated block under '## Decoding' in RESULTS.md (created with a header if missing)."""
+    """Add a dated block under '## Decoding' in RESULTS.md."""
     import decord
+
+    from timesformer_lite.bench import append_results
 
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU"
     block = [
-        "",
         f"### {datetime.date.today().isoformat()}, {machine}, torch {torch.__version__}, decord {decord.__version__}, "
         f"PyAV {av.__version__}",
         "",
@@ -197,19 +196,8 @@ def append(lines: list[str]) -> None:
         "| measurement | figures | ratio | check |",
         "|---|---|---|---|",
         *lines,
-        "",
     ]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if "## Decoding" not in text:
-        text = text.rstrip("\n") + "\n\n## Decoding\n"
-    head, _, tail = text.partition("## Decoding\n")
-    rest = ""
-    nxt = tail.find("\n## ")
-    if nxt >= 0:
-        tail, rest = tail[: nxt + 1], tail[nxt + 1 :]
-    RESULTS.write_text(
-        head + "## Decoding\n" + tail.rstrip("\n") + "\n" + "\n".join(block) + ("\n" + rest if rest else "")
-    )
+    append_results("## Decoding", block)
 
 
 if __name__ == "__main__":

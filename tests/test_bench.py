@@ -132,3 +132,13 @@ def test_decode_benchmark_readers_return_the_same_frames(tmp_path):
             for name, f in frames.items():
                 assert np.abs(f.astype(int) - frames["decord"].astype(int)).max() <= 1, (keyint, name)
             assert not np.array_equal(frames["decord"][0], frames["decord"][-1])  # a moving scene
+
+
+def test_results_blocks_land_at_the_end_of_their_own_section(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n## A\n\nold a\n\n## B\n\nold b\n")
+    bench.append_results("## A", ["### new a", "", "table a"], path=results)
+    bench.append_results("## B", ["### new b"], path=results)
+    bench.append_results("## C", ["### new c"], intro="about c", path=results)
+    expected = "# Benchmark results\n\n## A\n\nold a\n\n### new a\n\ntable a\n\n## B\n\nold b\n\n### new b\n"
+    assert results.read_text() == expected + "\n## C\n\nabout c\n\n### new c\n"

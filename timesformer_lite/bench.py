@@ -441,11 +441,22 @@ def report(rows: list[Row], command: str, device: torch.device, dtype: torch.dty
     print("\n".join(table))
     if not append:
         return
-    block = ["", f"### {datetime.date.today().isoformat()}: `{command}`", "", info, "", *table, ""]
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\nRatios are ours / HF (higher is faster) unless noted.\n"
-    RESULTS.write_text(text.rstrip("\n") + "\n" + "\n".join(block))
+    block = [f"### {datetime.date.today().isoformat()}: `{command}`", "", info, "", *table]
+    append_results(SECTION, block, intro="Ratios are ours / HF (higher is faster) unless noted.")
+
+
+def append_results(section: str, block: list[str], intro: str = "", path: Path | None = None) -> None:
+    """Add `block` (lines) at the end of `section` ("## ...") of RESULTS.md, creating either if missing;
+    the other sections stay where they are."""
+    path = path or RESULTS
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if section + "\n" not in text:
+        text = text.rstrip("\n") + f"\n\n{section}\n" + (f"\n{intro}\n" if intro else "")
+    head, _, tail = text.partition(section + "\n")
+    nxt = tail.find("\n## ")
+    body, rest = (tail[: nxt + 1], tail[nxt + 1 :]) if nxt >= 0 else (tail, "")
+    body = body.rstrip("\n") + "\n\n" + "\n".join(block).strip("\n") + "\n"
+    path.write_text(head + section + "\n" + body + ("\n" + rest if rest else ""))
 
 
 # ---------------------------------------------------------------------------------------------- CLI
