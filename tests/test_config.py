@@ -102,3 +102,13 @@ def test_model_config_validates_attention_type_and_heads():
     assert model_config({"depth": 2}, num_heads=4).num_heads == 4
     with pytest.raises(ConfigError, match="model.heads"):
         model_config(heads=4)
+
+
+def test_num_workers_is_a_count_or_auto():
+    assert load_config("toy").data.num_workers == "auto"
+    assert load_config("toy", ["data.num_workers=3"]).data.num_workers == 3
+    for bad in ("-1", "four"):
+        with pytest.raises(
+            ConfigError, match=r"data.num_workers=.* must be a number of processes \(0 or more\) or auto"
+        ):
+            load_config("toy", [f"data.num_workers={bad}"])

@@ -20,6 +20,7 @@ from timesformer_lite.data import (
     read_csv_list,
     read_list,
     scan_folder,
+    workers_for,
 )
 
 CLASSES = ["a", "b", "c"]
@@ -202,3 +203,15 @@ def test_video_dataset_refuses_multi_view_training(root):
     ds = build_dataset(config(root), "train")
     with pytest.raises(ValueError, match="training clips are single views"):
         VideoDataset(root, ds.items, ds.classes, num_frames=4, transform=ds.transform, num_clips=2)
+
+
+def test_auto_workers_are_none_on_cpu_and_one_per_spare_core_on_a_gpu(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert workers_for(3, "cuda") == 3 and workers_for(0, "cpu") == 0  # a number is taken as it is
+    assert workers_for("auto", "cpu") == 0  # the model's threads use the cores
+    assert workers_for("auto", torch.device("cuda:0")) == 8  # 15 spare cores, at most 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # 4 processes share the 16 cores
+    assert workers_for("auto", "cuda") == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert workers_for("auto", "cuda") == 1  # never 0 on a GPU

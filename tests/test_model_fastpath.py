@@ -62,20 +62,34 @@ def test_attention_module_returns_no_weights_unless_asked_on_either_path():
     torch.testing.assert_close(out, out_w)
 
 
-def test_onednn_linear_is_used_only_for_fp32_cpu_inference():
+def test_the_inference_path_is_taken_only_for_fp32_cpu_inference():
     layer = torch.nn.Linear(8, 4)
     x = torch.randn(3, 8)
-    assert not attention._onednn_inference(x, layer)  # autograd would record: the plain path
+    assert not attention._cpu_inference(x, layer)  # autograd would record: the plain path
     with torch.no_grad():
-        assert attention._onednn_inference(x, layer)
-        assert not attention._onednn_inference(x.double(), layer.double())
+        assert attention._cpu_inference(x, layer)
+        assert not attention._cpu_inference(x.double(), layer.double())
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert not attention._onednn_inference(x, layer)
+            assert not attention._cpu_inference(x, layer)
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+def test_inference_linears_run_in_the_library_chosen_for_this_cpu(onednn, monkeypatch):
+    monkeypatch.setattr(attention, "_ONEDNN_GEMM", onednn)
+    layer = torch.nn.Linear(8, 4)
+    x = torch.randn(3, 8)
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        attention.linear(layer, x)
+        attention.linear(layer, x, gelu=True)
+    ops = [e.name for e in prof.events() if e.name in ("aten::addmm", "mkldnn::_linear_pointwise", "aten::gelu_")]
+    assert ops == (["mkldnn::_linear_pointwise"] * 2 if onednn else ["aten::addmm", "aten::addmm", "aten::gelu_"])
 
 
 @pytest.mark.parametrize("gelu", [False, True])
 @pytest.mark.parametrize("shape", [(5, 16), (3, 7, 16), (2, 3, 4, 16)])
-def test_onednn_linear_equals_the_layer(shape, gelu):
+@pytest.mark.parametrize("onednn", [False, True])
+def test_inference_linear_equals_the_layer(shape, gelu, onednn, monkeypatch):
+    monkeypatch.setattr(attention, "_ONEDNN_GEMM", onednn)  # either library, whatever the CPU
     torch.manual_seed(0)
     layer = torch.nn.Linear(16, 24)
     x = torch.randn(*shape)
@@ -88,13 +102,15 @@ def test_onednn_linear_equals_the_layer(shape, gelu):
     torch.testing.assert_close(strided, expected[::2], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("onednn", [False, True])
 @pytest.mark.parametrize("attention_type", SCHEMES)
-def test_fp32_cpu_inference_fast_path_gives_the_plain_paths_logits(attention_type, monkeypatch):
+def test_fp32_cpu_inference_fast_path_gives_the_plain_paths_logits(attention_type, onednn, monkeypatch):
+    monkeypatch.setattr(attention, "_ONEDNN_GEMM", onednn)
     model = tiny(attention_type).eval()
     video = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
         fast = model(video)
-        monkeypatch.setattr(attention, "_onednn_inference", lambda x, layer: False)
+        monkeypatch.setattr(attention, "_cpu_inference", lambda x, layer: False)
         plain = model(video)
         plain_explicit, _ = model(video, return_attention=True)
     assert fast.abs().max() > 0.1  # non-trivial logits at init_std 0.2
@@ -172,6 +188,24 @@ def test_folded_fc_and_proj_give_the_plain_logits_and_follow_weight_changes(atte
     video = video.double()
     both()
     assert model.state_dict().keys() == other.state_dict().keys()  # folding adds no parameter or buffer
+
+
+def test_a_fold_is_made_once_and_remade_only_when_a_weight_changes():
+    model = tiny().eval()
+    randomise_added_steps(model)
+    blk = model.blocks[0]
+    video = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        model(video)
+        fold = blk._folds["temporal_"][1]
+        model(video)
+        assert blk._folds["temporal_"][1] is fold  # the same weights: reused, not recomputed
+        blk.temporal_attn.proj.bias.data[3] += 1.0  # one element, written where no version counter sees it
+        model(video)
+    refold = blk._folds["temporal_"][1]
+    assert refold is not fold
+    torch.testing.assert_close(refold.bias - fold.bias, blk.temporal_fc.weight[:, 3], atol=1e-6, rtol=0)
+    assert model.blocks[1]._folds["temporal_"][1] is not None and len(blk._folds) == 1
 
 
 def test_folding_only_in_eager_inference():

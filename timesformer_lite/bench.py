@@ -316,7 +316,7 @@ def data_stall(preset: str, device: torch.device, dtype: torch.dtype, steps: int
     default. Each step times `next(loader)` apart from the transfer, forward, backward and update;
     stall = waiting / total over the timed steps.
     """
-    from .data import build_dataset, build_loader
+    from .data import build_dataset, build_loader, workers_for
 
     cfg = load_config(preset)
     if cfg.data.dataset != "toy":
@@ -330,7 +330,7 @@ def data_stall(preset: str, device: torch.device, dtype: torch.dtype, steps: int
             build_dataset(cfg, "train"),
             cfg.train.batch_size,
             shuffle=True,
-            num_workers=cfg.data.num_workers,
+            num_workers=workers_for(cfg.data.num_workers, device),
             seed=0,
             drop_last=True,
         )
@@ -363,7 +363,8 @@ def _stall(
             totals.append(time.perf_counter() - start)
     stall = sum(waits) / sum(totals)
     step_ms = 1e3 * statistics.median(totals)
-    note = f"{cfg.data.num_workers} workers, median step {step_ms:.1f} ms, {steps} steps; target < 10 %"
+    workers = f"{loader.num_workers} workers (data.num_workers={cfg.data.num_workers})"
+    note = f"{workers}, median step {step_ms:.1f} ms, {steps} steps; target < 10 %"
     name = f"data stall, {preset} preset training {dtype_name(dtype)} batch {cfg.train.batch_size}"
     return [Row(name, f"{100 * stall:.1f} % of step time", "", stall, 0.10, lower_is_better=True, note=note)]
 

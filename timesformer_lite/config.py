@@ -95,7 +95,7 @@ class DataConfig:
     hflip: bool = True  # off for direction-sensitive data (toy motions, SSv2)
     mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
-    num_workers: int = 4
+    num_workers: int | str = 4  # DataLoader processes per training process; "auto": 0 on CPU, up to 8 per GPU
     backend: str = "auto"  # auto (decord, PyAV fallback) | decord | pyav
     cache: bool = False  # decode every video once into memory (small datasets: toy motions)
     # toy-motions generation (used when dataset=toy and root has no data yet)
@@ -103,6 +103,11 @@ class DataConfig:
     toy_frames: int = 8
     toy_size: int = 32
     toy_seed: int = 0
+
+    def __post_init__(self) -> None:
+        w = self.num_workers
+        if w != "auto" and not (isinstance(w, int) and w >= 0):
+            raise ConfigError(f"data.num_workers={w!r} must be a number of processes (0 or more) or auto")
 
 
 @dataclass

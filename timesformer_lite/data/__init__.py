@@ -22,7 +22,7 @@ from .annotations import (
 from .clip import Views, load_views
 from .datasets import DATASETS, VideoDataset, build_dataset
 from .decode import VideoInfo, VideoReadError, num_frames, read_frames, video_info
-from .loader import build_loader, collate_videos
+from .loader import build_loader, collate_videos, workers_for
 from .sampling import dense_indices, linspace_indices, sample_indices, segment_indices
 from .toy import CLASSES as TOY_CLASSES
 from .toy import ensure_toy_data, make_clip
@@ -49,6 +49,7 @@ __all__ = [
     "Views",
     "build_dataset",
     "build_loader",
+    "workers_for",
     "center_crop",
     "collate_videos",
     "dense_indices",

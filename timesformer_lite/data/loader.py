@@ -7,6 +7,7 @@ over an epoch whatever the number of workers. A batch where every item failed ha
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -27,6 +28,24 @@ def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, Any]:
         "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
         "skipped": len(items) - len(good),
     }
+
+
+def workers_for(num_workers: int | str, device: torch.device | str) -> int:
+    """`data.num_workers` as a number of DataLoader processes for a training process on `device`.
+
+    "auto" is 0 on a CPU, whose cores the model's own threads already use (on 2 cores the toy preset
+    trained faster loading in the main process), and on a GPU one process per CPU core this process has
+    to itself (cores / processes on the node, less one for the process itself), at most 8. A GPU step
+    of a small model takes milliseconds, less than the main process needs to prepare a batch, so
+    without workers the GPU would wait for data most of the time.
+    """
+    if num_workers != "auto":
+        return int(num_workers)
+    if torch.device(device).type == "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, min(8, per_process - 1))
 
 
 def build_loader(

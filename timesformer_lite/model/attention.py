@@ -70,11 +70,26 @@ def rows(layer: nn.Linear, start: int, stop: int) -> Affine:
     return Affine(layer.weight[start:stop], bias)
 
 
-def folded(outer: nn.Linear, inner: nn.Linear) -> Affine:
-    """`outer` after `inner` as one `Affine`, W_outer @ W_inner and W_outer @ b_inner + b_outer, computed on every call: a D x D x D product, cheaper than
-    the tokens x D x D product it saves whenever there are more tokens than D. Nothing is cached, so no write
-    to the weights (not even through `.data`) can leave it stale. Call it without autograd."""
-    return Affine(outer.weight @ inner.weight, torch.addmv(outer.bias, outer.weight, inner.bias))
+def folded(outer: nn.Linear, inner: nn.Linear, cache: dict[str, tuple[tuple[Tensor, ...], Affine]], key: str) -> Affine:
+    """`outer` after `inner` as one `Affine`: W_outer @ W_inner and W_outer @ b_inner + b_outer, a D x D x D
+    product, cheaper than the tokens x D x D product it saves whenever there are more tokens than D.
+
+    `cache[key]` keeps the fold with a copy of the four tensors it was made from; it is reused only while
+    every one of them is exactly equal to its copy (`torch.equal`, a read of the weights: ~0.4 ms against
+    ~5 ms to refold TimeSformer-B's 768 x 768 layers). So no write, not even through `.data` or numpy, can
+    leave it stale, and there is nothing to invalidate by hand. Call it without autograd.
+    """
+    sources = (outer.weight, outer.bias, inner.weight, inner.bias)
+    entry = cache.get(key)
+    if entry is None or not all(_same(a, b) for a, b in zip(entry[0], sources, strict=True)):
+        fold = Affine(outer.weight @ inner.weight, torch.addmv(outer.bias, outer.weight, inner.bias))
+        entry = cache[key] = (tuple(t.detach().clone() for t in sources), fold)
+    return entry[1]
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Whether two tensors hold exactly the same values (shape, dtype, device and every element)."""
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
 
 
 def _has_onednn_linear() -> bool:
@@ -85,39 +100,56 @@ def _has_onednn_linear() -> bool:
         return False
 
 
-_ONEDNN_LINEAR = _has_onednn_linear()
+def _cpu_vendor() -> str:
+    """The CPU's vendor id from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD"), "" where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
-def _onednn_inference(x: Tensor, layer: nn.Linear) -> bool:
-    """Whether `linear` may run `layer` through oneDNN: fp32 CPU inference in eager mode, nothing to trace."""
+# The GEMM library for fp32 CPU inference: torch's own matmul (MKL in the official wheels) on Intel CPUs,
+# oneDNN elsewhere. One thread, TimeSformer-B's Linear shapes (1568 x 768 -> 2304, 768, 3072; 3072 -> 768):
+# on an Intel Xeon (AVX-512) MKL ran them at 172-183 GFLOP/s and oneDNN at 154-163 (1.90 vs 2.09 s per
+# forward); on an AMD EPYC (Zen 4) MKL ran them at 72-98 GFLOP/s on 2 threads and oneDNN at 88-107.
+_ONEDNN_GEMM = _cpu_vendor() != "GenuineIntel" and _has_onednn_linear()
+
+
+def _cpu_inference(x: Tensor, layer: nn.Linear | Affine) -> bool:
+    """Whether `linear` may take its inference path: fp32 on the CPU, no autograd recording, no autocast,
+    and eager mode (nothing to trace: the check comes first, so it compiles without a graph break)."""
     return (
-        not (
-            torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing()
-        )  # first: no graph break
+        not (torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing())
         and x.device.type == "cpu"
         and x.dtype == layer.weight.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
         and not torch.is_autocast_enabled("cpu")
-        and _ONEDNN_LINEAR
-        and torch.backends.mkldnn.enabled
     )
 
 
 def linear(layer: nn.Linear | Affine, x: Tensor, gelu: bool = False) -> Tensor:
     """`layer(x)`, followed by exact GELU if `gelu`; the same numbers, faster for fp32 CPU inference.
 
-    Why: torch sends fp32 CPU matmuls to MKL, whose kernels on the AMD (Zen 4) dev machine ran the
-    model's Linear shapes at 72-98 GFLOP/s on 2 cores against 88-107 for oneDNN, the library torch
-    itself uses for convolutions (1568 x 768 -> 768 went from 45 to 76); oneDNN also applies GELU while
-    the tile is in cache instead of re-reading the 1569 x 3072 activation. `mkldnn._linear_pointwise` is
-    the op `torch.compile` emits for this on CPU; it has no autograd, hence inference only (tested equal
-    in tests/test_model_fastpath.py). Forward hooks on the Linear do not fire here.
+    Why: on CPUs other than Intel's, torch's fp32 matmuls (MKL) are slower than oneDNN's, the library
+    torch itself uses for convolutions: on the AMD (Zen 4) dev machine 72-98 GFLOP/s against 88-107 for
+    the model's shapes (1568 x 768 -> 768 went from 45 to 76); there inference runs through
+    `mkldnn._linear_pointwise`, the op `torch.compile` emits for this on CPU, which also applies GELU
+    while the tile is in cache. On Intel CPUs MKL is the faster (`_ONEDNN_GEMM`) and GELU runs in place
+    on its output, so no second 1568 x 3072 buffer is allocated. Neither has autograd: inference only
+    (tested equal in tests/test_model_fastpath.py). Forward hooks on the Linear do not fire here.
     """
-    if _onednn_inference(x, layer):
+    if not _cpu_inference(x, layer):
+        out = F.linear(x, layer.weight, layer.bias)
+        return F.gelu(out) if gelu else out
+    if _ONEDNN_GEMM and torch.backends.mkldnn.enabled:
         act, algorithm = ("gelu", "none") if gelu else ("none", "")  # "none": erf GELU, as nn.GELU()
         return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, act, [], algorithm)
     out = F.linear(x, layer.weight, layer.bias)
-    return F.gelu(out) if gelu else out
+    return torch.ops.aten.gelu_(out) if gelu else out
 
 
 class Attention(nn.Module):

@@ -129,6 +129,7 @@ class Block(nn.Module):
                 self.add_module(f"{step.prefix}fc", nn.Linear(dim, dim))
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self._folds: dict = {}  # inference: each added step's `*_fc` folded into its `proj` (see `attend`)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
     def zero_added_steps(self) -> None:
@@ -187,9 +188,10 @@ class Block(nn.Module):
             out = out[:, 1:]
         elif self._fold_added_steps(x) and S * seq.shape[1] > D:
             # `*_fc` right after the output projection `proj` is one Linear, W = W_fc @ W_proj: a
-            # D x D matmul per token less (4.7 % of TimeSformer-B's FLOPs) for one D x D x D product
+            # D x D matmul per token less (4.7 % of TimeSformer-B's FLOPs) for one D x D x D product,
+            # made once and reused while the two layers' weights stay exactly the same
             out, probs = attn.heads(seq, need_weights)
-            out = linear(folded(getattr(self, f"{step.prefix}fc"), attn.proj), out)
+            out = linear(folded(getattr(self, f"{step.prefix}fc"), attn.proj, self._folds, step.prefix), out)
         else:
             out, probs = attn(seq, need_weights)
             out = linear(getattr(self, f"{step.prefix}fc"), self.drop_path(out))

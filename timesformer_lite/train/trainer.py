@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from ..config import Config, load_config
-from ..data import build_dataset, build_loader
+from ..data import build_dataset, build_loader, workers_for
 from ..model import TimeSformer
 from ..utils import seed_everything
 from .checkpoint import FORMAT, atomic_save, find_resume, load_training_checkpoint, rng_state, set_rng_state
@@ -150,11 +150,12 @@ class Trainer:
             model = DDP(model, device_ids=ids, gradient_as_bucket_view=True)
         self.model = torch.compile(model) if t.compile else model
         torch.manual_seed(t.seed + env.rank)  # dropout / drop path differ per rank
+        workers = workers_for(cfg.data.num_workers, self.device)
         self.train_loader = build_loader(
             self.train_set,
             t.batch_size,
             shuffle=True,
-            num_workers=cfg.data.num_workers,
+            num_workers=workers,
             seed=t.seed,
             distributed=env.distributed,
             drop_last=True,
@@ -163,7 +164,7 @@ class Trainer:
             self.val_set,
             t.batch_size,
             shuffle=False,
-            num_workers=cfg.data.num_workers,
+            num_workers=workers,
             seed=t.seed,
             distributed=env.distributed,
         )
