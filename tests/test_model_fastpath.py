@@ -208,6 +208,19 @@ def test_a_fold_is_made_once_and_remade_only_when_a_weight_changes():
     assert model.blocks[1]._folds["temporal_"][1] is not None and len(blk._folds) == 1
 
 
+def test_a_fold_made_under_bf16_autocast_never_reaches_fp32_inference():
+    model = tiny().eval()
+    randomise_added_steps(model)
+    video = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(video)
+        fp32 = model(video)
+        plain = model.train()(video)  # no folding in training mode
+    assert fp32.dtype == torch.float32
+    torch.testing.assert_close(fp32, plain, atol=1e-5, rtol=1e-5)
+
+
 def test_folding_only_in_eager_inference():
     blk = tiny().blocks[0]
     x = torch.randn(2, 4, 16, 32)

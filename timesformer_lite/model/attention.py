@@ -74,16 +74,23 @@ def folded(outer: nn.Linear, inner: nn.Linear, cache: dict[str, tuple[tuple[Tens
     """`outer` after `inner` as one `Affine`: W_outer @ W_inner and W_outer @ b_inner + b_outer, a D x D x D
     product, cheaper than the tokens x D x D product it saves whenever there are more tokens than D.
 
-    `cache[key]` keeps the fold with a copy of the four tensors it was made from; it is reused only while
-    every one of them is exactly equal to its copy (`torch.equal`, a read of the weights: ~0.4 ms against
-    ~5 ms to refold TimeSformer-B's 768 x 768 layers). So no write, not even through `.data` or numpy, can
-    leave it stale, and there is nothing to invalidate by hand. Call it without autograd.
+    On the CPU in fp32 (no autocast) `cache[key]` keeps the fold with a copy of the four tensors it was made
+    from, and reuses it only while every one of them is exactly equal to its copy (`torch.equal`, a read of
+    the weights: ~0.4 ms against ~5 ms to refold TimeSformer-B's 768 x 768 layers). So no write, not even
+    through `.data` or numpy, can leave it stale, and there is nothing to invalidate by hand. Elsewhere the
+    fold is made on every call: on a GPU it takes microseconds, and comparing would make the host wait for
+    the device. Call it without autograd.
     """
+
+    def fold() -> Affine:
+        return Affine(outer.weight @ inner.weight, torch.addmv(outer.bias, outer.weight, inner.bias))
+
+    if outer.weight.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return fold()
     sources = (outer.weight, outer.bias, inner.weight, inner.bias)
     entry = cache.get(key)
     if entry is None or not all(_same(a, b) for a, b in zip(entry[0], sources, strict=True)):
-        fold = Affine(outer.weight @ inner.weight, torch.addmv(outer.bias, outer.weight, inner.bias))
-        entry = cache[key] = (tuple(t.detach().clone() for t in sources), fold)
+        entry = cache[key] = (tuple(t.detach().clone() for t in sources), fold())
     return entry[1]
 
 
