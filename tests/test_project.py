@@ -46,3 +46,24 @@ def test_presets_ship_inside_the_package():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "configs/*.yaml" in project["tool"]["setuptools"]["package-data"]["timesformer_lite"]
     assert {p.stem for p in (ROOT / "timesformer_lite" / "configs").glob("*.yaml")} >= {"smoke", "toy", "k400"}
+
+
+def test_model_and_benchmarks_import_without_video_libraries(tmp_path):
+    """A GPU image may have torch and transformers but not PyAV or decord: everything but video I/O works."""
+    import subprocess
+    import sys
+
+    for name in ("av", "decord"):  # packages that refuse to import, shadowing any installed ones
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed')\n")
+    code = (
+        "import torch, timesformer_lite as tl, timesformer_lite.bench\n"
+        "m = tl.TimeSformer(tl.load_config('smoke').model).eval()\n"
+        "print(tuple(m(torch.randn(1, 4, 3, 32, 32)).shape))\n"
+        "from timesformer_lite.data.toy import write_mp4\n"
+        "try:\n    write_mp4('x.mp4', __import__('numpy').zeros((2, 8, 8, 3), 'uint8'))\nexcept ImportError as e:\n    print(e)\n"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["(1, 10)", "reading and writing videos needs PyAV: pip install av"]

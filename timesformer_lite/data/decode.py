@@ -21,11 +21,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
 BACKENDS = ("auto", "decord", "pyav")
 _REENCODE = "re-encode it (e.g. `ffmpeg -i in -c:v libx264 -pix_fmt yuv420p out.mp4`) or remove it from the list"
+
+
+def pyav():
+    """The `av` module, imported on first use: the model, the weights and the benchmarks work without PyAV
+    (a GPU image may lack it); reading or writing a video needs it."""
+    try:
+        import av
+    except ImportError as e:
+        raise ImportError("reading and writing videos needs PyAV: pip install av") from e
+    return av
 
 
 class VideoReadError(ValueError):
@@ -82,6 +91,7 @@ def video_info(path: str | Path) -> VideoInfo:
         VideoReadError: the file is missing, empty, not a video, truncated beyond use, or has no frames.
     """
     _check_file(path)
+    av = pyav()
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -127,7 +137,7 @@ def _decode_pyav(
     """Decode until every wanted index is seen. Indices come from `position` (pts -> index) or by counting."""
     got: dict[int, np.ndarray] = {}
     last = max(wanted)
-    with av.open(path) as container:
+    with pyav().open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1  # one core per DataLoader worker, like decord num_threads=1
         if seek_pts is not None:
@@ -233,5 +243,5 @@ def read_frames(
             raise _fail(path, f"cannot be read correctly by decord: {reason}", "use backend='pyav' (or 'auto')")
     try:
         return _read_pyav(info, idx)
-    except av.error.FFmpegError as e:
+    except pyav().error.FFmpegError as e:
         raise _fail(path, f"failed to decode ({type(e).__name__}: {e.strerror or e})", _REENCODE) from e

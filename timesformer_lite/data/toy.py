@@ -40,8 +40,9 @@ import warnings
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from .decode import pyav
 
 CLASSES = (
     "move_right",
@@ -176,6 +177,7 @@ def clip_rng(seed: int, split: str, label: int, index: int) -> np.random.Generat
 def write_mp4(path: str | Path, frames: np.ndarray, fps: int = FPS) -> None:
     """Encode uint8 (T, H, W, 3) as H.264 (yuv420p, crf 23, one thread: deterministic); H and W must be even."""
     h, w = frames.shape[1:3]
+    av = pyav()
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps), options=X264_OPTIONS)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
