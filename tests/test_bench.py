@@ -58,9 +58,47 @@ def test_mfu_is_achieved_over_measured_peak():
     assert all(0 < r.ratio < 2 for r in rows)  # a fraction of the matmul speed (tiny models: small)
 
 
+def test_compiled_contender_is_named_and_computes_the_same_logits():
+    speed, diff = bench.bench_forward(
+        tiny(), 2, CPU, torch.float32, warmup=1, reps=1, target=None, compile_mode="default"
+    )
+    assert speed.name == "forward 4x32 D32 depth 2 fp32 batch 2, ours torch.compile(default) (clips/s)"
+    assert speed.ratio > 0 and diff.ratio <= 1e-4 and "top-1 agreement 100 %: yes" in diff.note
+    (row,) = bench.bench_train(tiny(), 2, CPU, torch.float32, warmup=1, reps=1, target=None, compile_mode="default")
+    assert "ours torch.compile(default), AdamW" in row.name and row.ratio > 0
+
+
+def test_gpu_suite_gives_every_row_of_the_issue(monkeypatch):
+    """The whole GPU suite, run on the CPU with a tiny model, so that a GPU session spends its time measuring."""
+    rows = bench.gpu_suite(
+        tiny(), CPU, torch.bfloat16, 1, 1, 64, None, 2, None, batches=(2, 2, 1, 2), stall_preset="smoke"
+    )
+    names = [r.name for r in rows]
+    assert names == [
+        "forward 4x32 D32 depth 2 bf16 batch 2 (clips/s)",
+        "logits vs HF, 4x32 D32 depth 2 bf16 batch 2",
+        "MFU inference 4x32 D32 depth 2 bf16 batch 2",
+        "training step 4x32 D32 depth 2 bf16 batch 2, AdamW (clips/s)",
+        "MFU training 4x32 D32 depth 2 bf16 batch 2",
+        "forward 4x32 D32 depth 2 bf16 batch 1 (clips/s)",
+        "logits vs HF, 4x32 D32 depth 2 bf16 batch 1",
+        "logits vs HF, 4x32 D32 depth 2 fp32 batch 2",
+        "data stall, smoke preset training bf16 batch 8",
+    ]
+    targets = {r.name.split(" 4x32")[0]: r.target for r in rows if r.target is not None}
+    assert targets == {
+        "forward": 1.5,
+        "MFU inference": 0.45,
+        "training step": 1.3,
+        "MFU training": 0.3,
+        "data stall, smoke preset training bf16 batch 8": 0.1,
+    }
+    assert rows[2].note.startswith("0.0 GFLOP/clip, matmul peak") and "(64^3 bf16)" in rows[2].note
+
+
 def test_data_stall_is_a_fraction_of_step_time():
     (row,) = bench.data_stall("smoke", CPU, torch.float32, steps=2, root=None)
-    assert 0 <= row.ratio < 1 and row.lower_is_better and "0 workers" in row.note
+    assert 0 <= row.ratio < 1 and row.lower_is_better and "0 workers (data.num_workers=0)" in row.note
 
 
 def test_sdpa_backend_names_the_kernel_torch_runs():

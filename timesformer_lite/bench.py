@@ -2,7 +2,8 @@
 
     timesformer-lite bench --suite cpu                 # CPU rows: forward (base, batch 1 and 4), toy training, parity
     timesformer-lite bench --suite gpu                 # GPU rows: bf16 forward/training, memory, MFU, parity, data stall
-    timesformer-lite bench forward --device cuda --dtype bf16 --batch 32
+    timesformer-lite bench --suite gpu --compile       # ... and each again with ours under torch.compile
+    timesformer-lite bench forward --device cuda --dtype bf16 --batch 32 [--compile reduce-overhead]
     timesformer-lite bench decode                      # benchmarks/bench_decode.py (decord vs PyAV), source checkout
 
 The peer is `transformers.TimesformerForVideoClassification` built from the same config with random
@@ -27,7 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +131,17 @@ def hf_and_ours(cfg: ModelConfig, device: torch.device, seed: int = 0) -> tuple[
     return hf.to(device), ours.to(device)
 
 
+def compiled(model: nn.Module, mode: str | None) -> Callable[[Tensor], Tensor]:
+    """`model` itself, or `torch.compile(model, mode=mode)` ("default", "reduce-overhead" for CUDA graphs,
+    "max-autotune"); the first calls compile, which the warm-up rounds absorb."""
+    return model if mode is None else torch.compile(model, mode=mode)
+
+
+def ours_label(mode: str | None) -> str:
+    """The suffix that names a compiled contender in a row."""
+    return "" if mode is None else f", ours torch.compile({mode})"
+
+
 def hf_logits(hf: nn.Module) -> Callable[[Tensor], Tensor]:
     """HF's forward as a function of the video, returning logits like ours."""
     return lambda video: hf(pixel_values=video).logits
@@ -143,6 +156,18 @@ def random_video(cfg: ModelConfig, batch: int, device: torch.device, dtype: torc
 def autocast(device: torch.device, dtype: torch.dtype) -> torch.autocast:
     """bf16 autocast at bf16; a no-op context at fp32."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+@contextmanager
+def strict_fp32() -> Iterator[None]:
+    """fp32 that is fp32 on a GPU too: cuDNN convolutions use TF32 by default (the patch embedding), which
+    would take the fp32 parity row to ~1e-3 and differ between memory layouts."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -172,19 +197,34 @@ class Row:
 
 
 def bench_forward(
-    cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, warmup: int, reps: int, target: float | None
+    cfg: ModelConfig,
+    batch: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int,
+    reps: int,
+    target: float | None,
+    compile_mode: str | None = None,
+    peak: Peak | None = None,
 ) -> list[Row]:
-    """Inference clips/s (eval, no_grad), ours / HF, and the logit parity of the same call."""
+    """Inference clips/s (eval, no_grad), ours / HF, and the logit parity of the same call.
+
+    `compile_mode`: run ours through `torch.compile` in that mode (HF stays eager, as its users run it).
+    `peak`: also give our MFU against it.
+    """
     hf, ours = hf_and_ours(cfg, device)
     hf, ours = hf.eval(), ours.eval()
+    ours_fn = compiled(ours, compile_mode)
     video = random_video(cfg, batch, device, torch.float32)
-    with torch.no_grad(), autocast(device, dtype):
-        t = interleaved({"ours": lambda: ours(video), "hf": lambda: hf(pixel_values=video)}, device, warmup, reps)
-        diff = parity(ours, hf_logits(hf), video)
+    with torch.no_grad(), autocast(device, dtype), strict_fp32() if dtype == torch.float32 else nullcontext():
+        t = interleaved({"ours": lambda: ours_fn(video), "hf": lambda: hf(pixel_values=video)}, device, warmup, reps)
+        diff = parity(ours_fn, hf_logits(hf), video)
     speed = t["hf"].median / t["ours"].median
-    name = f"forward {label(cfg)} {dtype_name(dtype)} batch {batch} (clips/s)"
-    rows = [Row(name, t["ours"].rate(batch), t["hf"].rate(batch), speed, target)]
-    rows.append(diff.row(f"logits vs HF, {label(cfg)} {dtype_name(dtype)} batch {batch}", dtype))
+    what = f"{label(cfg)} {dtype_name(dtype)} batch {batch}{ours_label(compile_mode)}"
+    rows = [Row(f"forward {what} (clips/s)", t["ours"].rate(batch), t["hf"].rate(batch), speed, target)]
+    rows.append(diff.row(f"logits vs HF, {what}", dtype))
+    if peak is not None:
+        rows.append(mfu_row("inference", what, batch, t["ours"].median, model_flops(cfg), peak))
     return rows
 
 
@@ -202,7 +242,7 @@ class Parity:
         return Row(name, f"max abs diff {self.max_abs:.2e}", "", self.max_abs, note=note)
 
 
-def parity(ours: nn.Module, hf: Callable[[Tensor], Tensor], video: Tensor) -> Parity:
+def parity(ours: Callable[[Tensor], Tensor], hf: Callable[[Tensor], Tensor], video: Tensor) -> Parity:
     a, b = ours(video).float(), hf(video).float()
     return Parity((a - b).abs().max().item(), (a.argmax(1) == b.argmax(1)).float().mean().item())
 
@@ -218,28 +258,43 @@ def train_step(model: Callable[[Tensor], Tensor], opt: torch.optim.Optimizer, vi
 
 
 def bench_train(
-    cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, warmup: int, reps: int, target: float | None
+    cfg: ModelConfig,
+    batch: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int,
+    reps: int,
+    target: float | None,
+    compile_mode: str | None = None,
+    peak: Peak | None = None,
 ) -> list[Row]:
-    """Training-step clips/s (forward, backward, AdamW), ours / HF; on CUDA also peak memory."""
+    """Training-step clips/s (forward, backward, AdamW), ours / HF; on CUDA also peak memory.
+
+    `compile_mode`: run ours through `torch.compile` in that mode (HF stays eager).
+    `peak`: also give our MFU against it (a step counted as 3 forward passes, as the paper's arithmetic does).
+    """
     hf, ours = hf_and_ours(cfg, device)
     hf.train()
     ours.train()
     video = random_video(cfg, batch, device, torch.float32)
     labels = torch.arange(batch, device=device) % max(cfg.num_classes, 1)
     opts = {"ours": torch.optim.AdamW(ours.parameters(), lr=1e-4), "hf": torch.optim.AdamW(hf.parameters(), lr=1e-4)}
-    fns = {"ours": ours, "hf": hf_logits(hf)}
+    fns = {"ours": compiled(ours, compile_mode), "hf": hf_logits(hf)}
     amp = autocast(device, dtype)
     steps = {k: (lambda k=k: train_step(fns[k], opts[k], video, labels, amp)) for k in fns}
     t = interleaved(steps, device, warmup, reps)
-    name = f"training step {label(cfg)} {dtype_name(dtype)} batch {batch}, AdamW (clips/s)"
+    what = f"{label(cfg)} {dtype_name(dtype)} batch {batch}{ours_label(compile_mode)}"
+    name = f"training step {what}, AdamW (clips/s)"
     rows = [Row(name, t["ours"].rate(batch), t["hf"].rate(batch), t["hf"].median / t["ours"].median, target)]
+    if peak is not None:
+        rows.append(mfu_row("training", what, batch, t["ours"].median, 3 * model_flops(cfg), peak))
     if device.type == "cuda":
         # both contenders stay resident: take the other's weights and optimizer state out of each peak
         held = {"ours": state_bytes(hf, opts["hf"]), "hf": state_bytes(ours, opts["ours"])}
         peak = {k: peak_step_memory(step, device) - held[k] for k, step in steps.items()}
         rows.append(
             Row(
-                f"peak training memory {label(cfg)} {dtype_name(dtype)} batch {batch} (GiB)",
+                f"peak training memory {what} (GiB)",
                 f"{peak['ours'] / 2**30:.2f}",
                 f"{peak['hf'] / 2**30:.2f}",
                 peak["ours"] / peak["hf"],
@@ -265,48 +320,47 @@ def peak_step_memory(step: Callable[[], object], device: torch.device) -> int:
     return torch.cuda.max_memory_allocated(device)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 8192, reps: int = 10) -> float:
+@dataclass
+class Peak:
+    """The matmul speed MFU is measured against: FLOP/s of an n^3 product in `dtype`, measured in this run."""
+
+    flops: float
+    n: int
+    dtype: torch.dtype
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 8192, reps: int = 10) -> Peak:
     """Achieved FLOP/s of an n^3 matmul in `dtype`: the "peak" MFU is measured against, in the same run."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     t = interleaved({"mm": lambda: a @ b}, device, warmup=2, reps=reps)["mm"]
-    return 2 * n**3 / t.median
+    return Peak(2 * n**3 / t.median, n, dtype)
+
+
+def mfu_row(what: str, name: str, batch: int, seconds: float, flops: float, peak: Peak) -> Row:
+    """Model FLOP utilisation of one measured contender: `batch` clips of `flops` each in `seconds`."""
+    achieved = batch * flops / seconds
+    note = f"{flops / 1e9:.1f} GFLOP/clip, matmul peak {peak.flops / 1e12:.1f} TFLOP/s "
+    note += f"({peak.n}^3 {dtype_name(peak.dtype)})"
+    target = TARGETS["mfu_inference" if what == "inference" else "mfu_train"]
+    return Row(f"MFU {what} {name}", f"{achieved / 1e12:.1f} TFLOP/s", "", achieved / peak.flops, target, note=note)
 
 
 def mfu_rows(
-    cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, warmup: int, reps: int, peak_n: int
+    cfg: ModelConfig,
+    batch: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int,
+    reps: int,
+    peak_n: int,
+    compile_mode: str | None = None,
 ) -> list[Row]:
-    """Model FLOP utilisation of our inference and training against the measured matmul peak."""
+    """Model FLOP utilisation of our inference and training against the matmul peak measured first."""
     peak = matmul_peak(device, dtype, peak_n)
-    fwd = model_flops(cfg)
-    _, ours = hf_and_ours(cfg, device)
-    video = random_video(cfg, batch, device, torch.float32)
-    labels = torch.arange(batch, device=device) % max(cfg.num_classes, 1)
-    ours.eval()
-    with torch.no_grad(), autocast(device, dtype):
-        t_inf = interleaved({"ours": lambda: ours(video)}, device, warmup, reps)["ours"]
-    ours.train()
-    opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
-    amp = autocast(device, dtype)
-    t_train = interleaved({"ours": lambda: train_step(ours, opt, video, labels, amp)}, device, warmup, reps)["ours"]
-    rows = []
-    for what, t, flops, key in (
-        ("inference", t_inf, fwd, "mfu_inference"),
-        ("training", t_train, 3 * fwd, "mfu_train"),
-    ):
-        achieved = batch * flops / t.median
-        note = f"{flops / 1e9:.1f} GFLOP/clip, matmul peak {peak / 1e12:.1f} TFLOP/s ({peak_n}^3 {dtype_name(dtype)})"
-        rows.append(
-            Row(
-                f"MFU {what} {label(cfg)} {dtype_name(dtype)} batch {batch}",
-                f"{achieved / 1e12:.1f} TFLOP/s",
-                "",
-                achieved / peak,
-                TARGETS[key],
-                note=note,
-            )
-        )
-    return rows
+    rows = bench_forward(cfg, batch, device, dtype, warmup, reps, None, compile_mode, peak)
+    rows += bench_train(cfg, batch, device, dtype, warmup, reps, None, compile_mode, peak)
+    return [r for r in rows if r.name.startswith("MFU")]
 
 
 def data_stall(preset: str, device: torch.device, dtype: torch.dtype, steps: int, root: str | None) -> list[Row]:
@@ -487,11 +541,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", default="base", help="'base' (TimeSformer-B 8x224) or a preset name such as toy")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads, the same for both (0: torch default)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--warmup", type=int, help="untimed rounds first (default 2; --suite gpu: 10)")
+    p.add_argument("--reps", type=int, help="timed rounds, the median is reported (default 7; --suite gpu: 30)")
     p.add_argument("--steps", type=int, default=20, help="training steps timed by the data-stall row")
     p.add_argument("--peak-n", type=int, default=8192, help="matmul side for the measured peak")
     p.add_argument("--data-root", help="toy dataset folder for the data-stall row (default: the preset's)")
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        metavar="MODE",
+        help="also (--suite gpu) or only (one row) run ours through torch.compile in MODE:\n"
+        "default (when MODE is left out), reduce-overhead (CUDA graphs) or max-autotune",
+    )
     p.add_argument("--no-append", action="store_true", help="print only; do not touch benchmarks/RESULTS.md")
     return p.parse_known_args(argv)
 
@@ -513,11 +575,44 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)  # called in-process (tests, notebooks): leave the caller's setting
 
 
+def gpu_suite(
+    cfg: ModelConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    warmup: int,
+    reps: int,
+    peak_n: int,
+    compile_mode: str | None,
+    steps: int,
+    data_root: str | None,
+    batches: tuple[int, int, int, int] = (32, 16, 1, 4),
+    stall_preset: str = "toy",
+) -> list[Row]:
+    """Every GPU row of issue #8: forward (batch 32) and training (batch 16) against HF with MFU and peak
+    memory, eagerly and, given `compile_mode`, with ours compiled; batch-1 latency (with CUDA graphs when
+    compiling); fp32 parity (batch 4); the data stall of `stall_preset`'s training. `batches` and the
+    preset are parameters so that a test can run the whole suite on a CPU with a tiny model."""
+    forward, train, latency, parity_batch = batches
+    peak = matmul_peak(device, dtype, peak_n)
+    rows: list[Row] = []
+    for mode in (None, compile_mode) if compile_mode else (None,):
+        w = warmup if mode is None else max(warmup, 3)  # compiling (and recording CUDA graphs) takes first calls
+        rows += bench_forward(cfg, forward, device, dtype, w, reps, TARGETS["forward_gpu"], mode, peak)
+        rows += bench_train(cfg, train, device, dtype, w, reps, TARGETS["train_gpu"], mode, peak)
+    rows += bench_forward(cfg, latency, device, dtype, warmup, reps, None)  # batch-1 latency (G10)
+    if compile_mode:  # the launch-bound case CUDA graphs are for
+        rows += bench_forward(cfg, latency, device, dtype, max(warmup, 3), reps, None, "reduce-overhead")
+    rows += bench_forward(cfg, parity_batch, device, torch.float32, warmup, reps, None)[1:2]  # fp32 parity
+    return rows + data_stall(stall_preset, device, dtype, steps, data_root)
+
+
 def run_rows(args: argparse.Namespace, argv: list[str]) -> int:
     """The rows `args` asks for, printed and (unless --no-append) appended to RESULTS.md."""
     device = torch.device("cuda" if args.suite == "gpu" else args.device)
     dtype = DTYPES["bf16" if args.suite == "gpu" else args.dtype]
-    w, r = args.warmup, args.reps
+    gpu = args.suite == "gpu"  # GPU rounds take milliseconds: the protocol's 10 warm-up and 30 timed ones
+    w = args.warmup if args.warmup is not None else (10 if gpu else 2)
+    r = args.reps if args.reps is not None else (30 if gpu else 7)
     rows: list[Row] = []
     if args.suite == "cpu":
         base, toy = base_config(), load_config("toy")
@@ -526,22 +621,17 @@ def run_rows(args: argparse.Namespace, argv: list[str]) -> int:
         rows += bench_train(toy.model, toy.train.batch_size, device, torch.float32, w, 3 * r, TARGETS["train_cpu"])
         rows += bench_forward(base, 1, device, torch.bfloat16, 0, 1, None)[1:]  # the bf16 parity row only
     elif args.suite == "gpu":
-        base = base_config()
-        rows += bench_forward(base, 32, device, dtype, w, r, TARGETS["forward_gpu"])
-        rows += bench_forward(base, 1, device, dtype, w, r, None)  # batch-1 latency (G10)
-        rows += bench_forward(base, 4, device, torch.float32, w, r, None)[1:]  # fp32 parity
-        rows += bench_train(base, 16, device, dtype, w, r, TARGETS["train_gpu"])
-        rows += mfu_rows(base, 32, device, dtype, w, r, args.peak_n)
-        rows += data_stall("toy", device, dtype, args.steps, args.data_root)
+        rows += gpu_suite(base_config(), device, dtype, w, r, args.peak_n, args.compile, args.steps, args.data_root)
     else:
         cfg = model_config_for(args.preset)
-        target = None
+        target, mode = None, args.compile
+        wm = w if mode is None else max(w, 3)
         if args.what == "forward":
-            rows += bench_forward(cfg, args.batch, device, dtype, w, r, target)
+            rows += bench_forward(cfg, args.batch, device, dtype, wm, r, target, mode)
         elif args.what == "train":
-            rows += bench_train(cfg, args.batch, device, dtype, w, r, target)
+            rows += bench_train(cfg, args.batch, device, dtype, wm, r, target, mode)
         elif args.what == "mfu":
-            rows += mfu_rows(cfg, args.batch, device, dtype, w, r, args.peak_n)
+            rows += mfu_rows(cfg, args.batch, device, dtype, wm, r, args.peak_n, mode)
         elif args.what == "stall":
             rows += data_stall(
                 "toy" if args.preset == "base" else args.preset, device, dtype, args.steps, args.data_root
