@@ -159,7 +159,7 @@ def test_folded_fc_and_proj_give_the_plain_logits_and_follow_weight_changes(atte
         with torch.no_grad():
             fast = model(video)
             with monkeypatch.context() as m:
-                m.setattr(Block, "_fold_added_steps", lambda self, x: False)
+                m.setattr(Block, "_fold_fc", lambda self, attn, x, tokens: False)
                 plain = model(video)
         torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
         return fast, plain
@@ -197,18 +197,19 @@ def test_a_fold_is_made_once_and_remade_only_when_a_weight_changes():
     video = torch.randn(1, 4, 3, 32, 32)
     with torch.no_grad():
         model(video)
-        fold = blk._folds["temporal_"][1]
+        (key,) = blk._folds
+        fold = blk._folds[key][1]
         model(video)
-        assert blk._folds["temporal_"][1] is fold  # the same weights: reused, not recomputed
+        assert blk._folds[key][1] is fold  # the same weights: reused, not recomputed
         blk.temporal_attn.proj.bias.data[3] += 1.0  # one element, written where no version counter sees it
         model(video)
-    refold = blk._folds["temporal_"][1]
+    refold = blk._folds[key][1]
     assert refold is not fold
     torch.testing.assert_close(refold.bias - fold.bias, blk.temporal_fc.weight[:, 3], atol=1e-6, rtol=0)
-    assert model.blocks[1]._folds["temporal_"][1] is not None and len(blk._folds) == 1
+    assert len(blk._folds) == 1 and len(model.blocks[1]._folds) == 1  # one added step per divided block
 
 
-def test_a_fold_made_under_bf16_autocast_never_reaches_fp32_inference():
+def test_a_fold_made_under_bf16_autocast_never_reaches_fp32_inference(monkeypatch):
     model = tiny().eval()
     randomise_added_steps(model)
     video = torch.randn(1, 4, 3, 32, 32)
@@ -216,20 +217,48 @@ def test_a_fold_made_under_bf16_autocast_never_reaches_fp32_inference():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             model(video)
         fp32 = model(video)
-        plain = model.train()(video)  # no folding in training mode
+        monkeypatch.setattr(Block, "_fold_fc", lambda self, attn, x, tokens: False)
+        plain = model(video)
     assert fp32.dtype == torch.float32
     torch.testing.assert_close(fp32, plain, atol=1e-5, rtol=1e-5)
 
 
-def test_folding_only_in_eager_inference():
+@pytest.mark.parametrize("drop_path", [0.0, 0.5])
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "sparse_local_global", "axial"])
+def test_training_folds_too_with_the_plain_paths_loss_and_gradients(attention_type, drop_path, monkeypatch):
+    torch.manual_seed(0)
+    cfg = tiny(attention_type).cfg
+    cfg.drop_path_rate = drop_path
+    model = tl.TimeSformer(cfg).double().train()
+    randomise_added_steps(model)
+    video = torch.randn(3, 4, 3, 32, 32, dtype=torch.float64)
+    torch.manual_seed(5)  # the same drop-path masks for both
+    logits, grads = gradients(model, video)
+    with monkeypatch.context() as m:
+        m.setattr(Block, "_fold_fc", lambda self, attn, x, tokens: False)
+        torch.manual_seed(5)
+        plain_logits, plain_grads = gradients(model, video)
+    torch.testing.assert_close(logits, plain_logits, atol=1e-12, rtol=0)
+    for name, g in grads.items():
+        torch.testing.assert_close(g, plain_grads[name], atol=1e-12, rtol=1e-10, msg=name)
+    folded_layers = [n for n in grads if n.endswith("fc.weight") and "mlp" not in n]
+    assert folded_layers and all(grads[n].abs().max() > 0 for n in folded_layers)  # gradients reach both layers
+    assert all(not blk._folds for blk in model.blocks)  # nothing is kept in training
+
+
+def test_what_folds_and_what_is_kept():
     blk = tiny().blocks[0]
-    x = torch.randn(2, 4, 16, 32)
-    assert not blk._fold_added_steps(x)  # training mode
+    attn, x = blk.temporal_attn, torch.randn(2, 4, 16, 32)
+    assert blk._fold_fc(attn, x, 64) and not blk._fold_fc(attn, x, 32)  # more tokens than channels only
+    assert not blk._fold_fc(attn, x.to("meta"), 64)  # FLOP counting sees the reference arithmetic
+    attn.proj_drop.p = 0.1
+    assert not blk._fold_fc(attn, x, 64)  # dropout between proj and fc in training
+    assert not blk._keep_folds(x)  # training mode
     blk.eval()
-    assert not blk._fold_added_steps(x)  # autograd records
+    assert blk._fold_fc(attn, x, 64)  # dropout is off in eval
+    assert not blk._keep_folds(x)  # autograd records
     with torch.no_grad():
-        assert blk._fold_added_steps(x)
-        assert not blk._fold_added_steps(x.to("meta"))
+        assert blk._keep_folds(x)
 
 
 def full_last_block(monkeypatch) -> None:

@@ -70,27 +70,35 @@ def rows(layer: nn.Linear, start: int, stop: int) -> Affine:
     return Affine(layer.weight[start:stop], bias)
 
 
-def folded(outer: nn.Linear, inner: nn.Linear, cache: dict[str, tuple[tuple[Tensor, ...], Affine]], key: str) -> Affine:
-    """`outer` after `inner` as one `Affine`: W_outer @ W_inner and W_outer @ b_inner + b_outer, a D x D x D
-    product, cheaper than the tokens x D x D product it saves whenever there are more tokens than D.
+def folded(
+    outer: nn.Linear,
+    inner: nn.Linear,
+    cache: dict[str, tuple[tuple[Tensor, ...], Affine]] | None = None,
+    key: str = "",
+    outer_bias: bool = True,
+) -> Affine:
+    """`outer` after `inner` as one `Affine`: W_outer @ W_inner and W_outer @ b_inner (+ b_outer), a
+    D x D x D product, cheaper than the tokens x D x D product it saves whenever there are more tokens
+    than D. Made with autograd, gradients reach both layers (training folds on every step).
 
-    On the CPU in fp32 (no autocast) `cache[key]` keeps the fold with a copy of the four tensors it was made
-    from, and reuses it only while every one of them is exactly equal to its copy (`torch.equal`, a read of
-    the weights: ~0.4 ms against ~5 ms to refold TimeSformer-B's 768 x 768 layers). So no write, not even
-    through `.data` or numpy, can leave it stale, and there is nothing to invalidate by hand. Elsewhere the
-    fold is made on every call: on a GPU it takes microseconds, and comparing would make the host wait for
-    the device. Call it without autograd.
+    `cache` (inference only: the caller promises nothing records gradients): on the CPU in fp32, keep the
+    fold in `cache[key]` with a copy of the four tensors it was made from, and reuse it only while every one of them is exactly equal to its copy (`torch.equal`, a read
+    of the weights: ~0.4 ms against ~5 ms to refold TimeSformer-B's 768 x 768 layers). So no write, not
+    even through `.data` or numpy, can leave it stale, and there is nothing to invalidate by hand. On a
+    GPU or under autocast the fold is made anew instead: there it takes microseconds, and comparing
+    would make the host wait for the device.
     """
 
     def fold() -> Affine:
-        return Affine(outer.weight @ inner.weight, torch.addmv(outer.bias, outer.weight, inner.bias))
+        bias = torch.addmv(outer.bias, outer.weight, inner.bias) if outer_bias else outer.weight @ inner.bias
+        return Affine(outer.weight @ inner.weight, bias)
 
-    if outer.weight.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+    if cache is None or outer.weight.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
         return fold()
     sources = (outer.weight, outer.bias, inner.weight, inner.bias)
-    entry = cache.get(key)
+    entry = cache.get(f"{key}{outer_bias}")
     if entry is None or not all(_same(a, b) for a, b in zip(entry[0], sources, strict=True)):
-        entry = cache[key] = (tuple(t.detach().clone() for t in sources), fold())
+        entry = cache[f"{key}{outer_bias}"] = (tuple(t.detach().clone() for t in sources), fold())
     return entry[1]
 
 

@@ -140,13 +140,17 @@ class Block(nn.Module):
                 nn.init.zeros_(fc.weight)
                 nn.init.zeros_(fc.bias)
 
-    def _fold_added_steps(self, x: Tensor) -> bool:
-        """Whether `*_fc` may be folded into the attention's `proj`: inference (the dropout and drop path
-        between them are identities, nothing records gradients), in eager mode (nothing to trace), on real
-        data (`utils.model_flops` counts the model's own arithmetic on the meta device)."""
+    def _fold_fc(self, attn: Attention, x: Tensor, tokens: int) -> bool:
+        """Whether an added step folds its `*_fc` into `attn.proj` (see `attend`): more tokens than channels,
+        no dropout between the two in training, and real data (`utils.model_flops` counts the reference
+        arithmetic on the meta device)."""
+        return tokens > x.shape[-1] and (attn.proj_drop.p == 0 or not self.training) and x.device.type != "meta"
+
+    def _keep_folds(self, x: Tensor) -> bool:
+        """Whether a fold of `*_fc` into `proj` may be kept for the next call (see `folded`): inference in
+        eager mode (nothing records gradients, nothing is traced or compiled)."""
         return not (
-            x.device.type == "meta"
-            or self.training
+            self.training
             or torch.is_grad_enabled()
             or torch.compiler.is_compiling()
             or torch.jit.is_scripting()
@@ -186,12 +190,17 @@ class Block(nn.Module):
             out = self.drop_path(out)
             cls = cls + out[:, 0].reshape(B, S // B, D).mean(dim=1)  # the copies, averaged back
             out = out[:, 1:]
-        elif self._fold_added_steps(x) and S * seq.shape[1] > D:
-            # `*_fc` right after the output projection `proj` is one Linear, W = W_fc @ W_proj: a
-            # D x D matmul per token less (4.7 % of TimeSformer-B's FLOPs) for one D x D x D product,
-            # made once and reused while the two layers' weights stay exactly the same
+        elif self._fold_fc(attn, x, S * seq.shape[1]):
+            # `*_fc` right after the output projection `proj` is one Linear, W = W_fc @ W_proj: a D x D
+            # matmul per token less (4.7 % of TimeSformer-B's forward FLOPs, as much again in the backward
+            # pass, and one activation less to keep) for a D x D x D product, kept between inference calls.
+            # Drop path scales each clip's rows, so it applies before b_fc as it does before `*_fc`.
             out, probs = attn.heads(seq, need_weights)
-            out = linear(folded(getattr(self, f"{step.prefix}fc"), attn.proj, self._folds, step.prefix), out)
+            fc = getattr(self, f"{step.prefix}fc")
+            if self.drop_path.p == 0 or not self.training:
+                out = linear(folded(fc, attn.proj, self._folds if self._keep_folds(x) else None, step.prefix), out)
+            else:
+                out = self.drop_path(linear(folded(fc, attn.proj, outer_bias=False), out)) + fc.bias
         else:
             out, probs = attn(seq, need_weights)
             out = linear(getattr(self, f"{step.prefix}fc"), self.drop_path(out))
