@@ -13,22 +13,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 
+from timesformer_lite.bench import append_results, cpu_model
 from timesformer_lite.train import run
-
-RESULTS = Path(__file__).with_name("RESULTS.md")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -49,22 +39,23 @@ def main() -> None:
         rows.append((scheme, s["test_top1"], s["test_within_pair"], s["best_val_top1"], time.perf_counter() - t0))
     wall = time.perf_counter() - start
     lines = [
-        f"\n### Toy lesson, {datetime.date.today()} ({cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, load average {load_before:.1f} at start)\n",
-        "`python benchmarks/toy_lesson.py` (toy preset: 10,000 train clips, 14 epochs, AdamW 1e-3)\n",
+        f"### Toy lesson, {datetime.date.today()} ({cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, load average {load_before:.1f} at start)",
+        "",
+        f"`python benchmarks/toy_lesson.py{''.join(' ' + o for o in args.overrides)}` "
+        + (
+            "(toy preset: 10,000 train clips, 14 epochs, AdamW 1e-3)"
+            if not args.overrides
+            else "(toy preset, overridden)"
+        ),
+        "",
         "| attention | test top-1 | test within-pair | best val top-1 | wall time (data + train + test) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     lines += [f"| `{r[0]}` | {r[1]:.1%} | {r[2]:.1%} | {r[3]:.1%} | {r[4]:.0f} s |" for r in rows]
-    lines.append(f"\nBoth together: {wall / 60:.1f} min.\n")
-    text = "\n".join(lines)
-    print(text)
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n")
-    with RESULTS.open("a") as f:
-        if "## Toy lesson" not in RESULTS.read_text():
-            f.write("\n## Toy lesson\n")
-        f.write(text)
+    lines += ["", f"Both together: {wall / 60:.1f} min."]
+    print("\n".join(lines))
+    append_results("## Toy lesson", lines)
 
 
 if __name__ == "__main__":
