@@ -73,7 +73,7 @@ def rows(layer: nn.Linear, start: int, stop: int) -> Affine:
 def folded(
     outer: nn.Linear,
     inner: nn.Linear,
-    cache: dict[str, tuple[tuple[Tensor, ...], Affine]] | None = None,
+    cache: dict[tuple[str, bool], tuple[tuple[Tensor, ...], Affine]] | None = None,
     key: str = "",
     outer_bias: bool = True,
 ) -> Affine:
@@ -82,11 +82,12 @@ def folded(
     than D. Made with autograd, gradients reach both layers (training folds on every step).
 
     `cache` (inference only: the caller promises nothing records gradients): on the CPU in fp32, keep the
-    fold in `cache[key]` with a copy of the four tensors it was made from, and reuse it only while every one of them is exactly equal to its copy (`torch.equal`, a read
-    of the weights: ~0.4 ms against ~5 ms to refold TimeSformer-B's 768 x 768 layers). So no write, not
-    even through `.data` or numpy, can leave it stale, and there is nothing to invalidate by hand. On a
-    GPU or under autocast the fold is made anew instead: there it takes microseconds, and comparing
-    would make the host wait for the device.
+    fold in `cache[key, outer_bias]` with a copy of the four tensors it was made from, and reuse it only
+    while every one of them is exactly equal to its copy (`torch.equal`, a read of the weights: ~0.4 ms
+    against ~5 ms to refold TimeSformer-B's 768 x 768 layers). So no write, not even through `.data` or
+    numpy, can leave it stale, and there is nothing to invalidate by hand. On a GPU or under autocast the
+    fold is made anew instead: there it takes microseconds, and comparing would make the host wait for the
+    device.
     """
 
     def fold() -> Affine:
@@ -96,9 +97,9 @@ def folded(
     if cache is None or outer.weight.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
         return fold()
     sources = (outer.weight, outer.bias, inner.weight, inner.bias)
-    entry = cache.get(f"{key}{outer_bias}")
+    entry = cache.get((key, outer_bias))
     if entry is None or not all(_same(a, b) for a, b in zip(entry[0], sources, strict=True)):
-        entry = cache[f"{key}{outer_bias}"] = (tuple(t.detach().clone() for t in sources), fold())
+        entry = cache[key, outer_bias] = (tuple(t.detach().clone() for t in sources), fold())
     return entry[1]
 
 
