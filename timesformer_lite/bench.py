@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 
 from .config import Config, ModelConfig, load_config
 from .model import TimeSformer
+from .model.attention import cpu_info
 from .utils import model_flops
 from .weights.hf import config_to_hf, state_dict_from_hf
 
@@ -137,6 +138,12 @@ def compiled(model: nn.Module, mode: str | None) -> Callable[[Tensor], Tensor]:
     return model if mode is None else torch.compile(model, mode=mode)
 
 
+def compile_warmup(warmup: int, mode: str | None) -> int:
+    """Warm-up rounds for a contender compiled in `mode`: at least 3, since compiling (and recording CUDA
+    graphs for "reduce-overhead") takes the first calls."""
+    return warmup if mode is None else max(warmup, 3)
+
+
 def ours_label(mode: str | None) -> str:
     """The suffix that names a compiled contender in a row."""
     return "" if mode is None else f", ours torch.compile({mode})"
@@ -214,7 +221,7 @@ def bench_forward(
     """
     hf, ours = hf_and_ours(cfg, device)
     hf, ours = hf.eval(), ours.eval()
-    ours_fn = compiled(ours, compile_mode)
+    ours_fn, warmup = compiled(ours, compile_mode), compile_warmup(warmup, compile_mode)
     video = random_video(cfg, batch, device, torch.float32)
     with torch.no_grad(), autocast(device, dtype), strict_fp32() if dtype == torch.float32 else nullcontext():
         t = interleaved({"ours": lambda: ours_fn(video), "hf": lambda: hf(pixel_values=video)}, device, warmup, reps)
@@ -280,6 +287,7 @@ def bench_train(
     labels = torch.arange(batch, device=device) % max(cfg.num_classes, 1)
     opts = {"ours": torch.optim.AdamW(ours.parameters(), lr=1e-4), "hf": torch.optim.AdamW(hf.parameters(), lr=1e-4)}
     fns = {"ours": compiled(ours, compile_mode), "hf": hf_logits(hf)}
+    warmup = compile_warmup(warmup, compile_mode)
     amp = autocast(device, dtype)
     steps = {k: (lambda k=k: train_step(fns[k], opts[k], video, labels, amp)) for k in fns}
     t = interleaved(steps, device, warmup, reps)
@@ -436,13 +444,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info("model name") or platform.processor() or platform.machine()
 
 
 class _OpLog(TorchDispatchMode):
@@ -596,12 +598,11 @@ def gpu_suite(
     peak = matmul_peak(device, dtype, peak_n)
     rows: list[Row] = []
     for mode in (None, compile_mode) if compile_mode else (None,):
-        w = warmup if mode is None else max(warmup, 3)  # compiling (and recording CUDA graphs) takes first calls
-        rows += bench_forward(cfg, forward, device, dtype, w, reps, TARGETS["forward_gpu"], mode, peak)
-        rows += bench_train(cfg, train, device, dtype, w, reps, TARGETS["train_gpu"], mode, peak)
+        rows += bench_forward(cfg, forward, device, dtype, warmup, reps, TARGETS["forward_gpu"], mode, peak)
+        rows += bench_train(cfg, train, device, dtype, warmup, reps, TARGETS["train_gpu"], mode, peak)
     rows += bench_forward(cfg, latency, device, dtype, warmup, reps, None)  # batch-1 latency (G10)
     if compile_mode:  # the launch-bound case CUDA graphs are for
-        rows += bench_forward(cfg, latency, device, dtype, max(warmup, 3), reps, None, "reduce-overhead")
+        rows += bench_forward(cfg, latency, device, dtype, warmup, reps, None, "reduce-overhead")
     rows += bench_forward(cfg, parity_batch, device, torch.float32, warmup, reps, None)[1:2]  # fp32 parity
     return rows + data_stall(stall_preset, device, dtype, steps, data_root)
 
@@ -625,13 +626,12 @@ def run_rows(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         cfg = model_config_for(args.preset)
         target, mode = None, args.compile
-        wm = w if mode is None else max(w, 3)
         if args.what == "forward":
-            rows += bench_forward(cfg, args.batch, device, dtype, wm, r, target, mode)
+            rows += bench_forward(cfg, args.batch, device, dtype, w, r, target, mode)
         elif args.what == "train":
-            rows += bench_train(cfg, args.batch, device, dtype, wm, r, target, mode)
+            rows += bench_train(cfg, args.batch, device, dtype, w, r, target, mode)
         elif args.what == "mfu":
-            rows += mfu_rows(cfg, args.batch, device, dtype, wm, r, args.peak_n, mode)
+            rows += mfu_rows(cfg, args.batch, device, dtype, w, r, args.peak_n, mode)
         elif args.what == "stall":
             rows += data_stall(
                 "toy" if args.preset == "base" else args.preset, device, dtype, args.steps, args.data_root

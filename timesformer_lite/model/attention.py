@@ -116,12 +116,13 @@ def _has_onednn_linear() -> bool:
         return False
 
 
-def _cpu_vendor() -> str:
-    """The CPU's vendor id from /proc/cpuinfo ("GenuineIntel", "AuthenticAMD"), "" where there is none."""
+def cpu_info(key: str) -> str:
+    """One field of /proc/cpuinfo for the first CPU ("vendor_id": "GenuineIntel", "model name": ...), ""
+    where there is no such file or field."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("vendor_id"):
+                if line.startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
@@ -132,7 +133,7 @@ def _cpu_vendor() -> str:
 # oneDNN elsewhere. One thread, TimeSformer-B's Linear shapes (1568 x 768 -> 2304, 768, 3072; 3072 -> 768):
 # on an Intel Xeon (AVX-512) MKL ran them at 172-183 GFLOP/s and oneDNN at 154-163 (1.90 vs 2.09 s per
 # forward); on an AMD EPYC (Zen 4) MKL ran them at 72-98 GFLOP/s on 2 threads and oneDNN at 88-107.
-_ONEDNN_GEMM = _cpu_vendor() != "GenuineIntel" and _has_onednn_linear()
+_ONEDNN_GEMM = cpu_info("vendor_id") != "GenuineIntel" and _has_onednn_linear()
 
 
 def _cpu_inference(x: Tensor, layer: nn.Linear | Affine) -> bool:
