@@ -4,6 +4,8 @@ Each speed trick in `timesformer_lite/model` is chosen by device and grad mode; 
 other choice and compare, so a trick can never change results (benchmarks measure the speed).
 """
 
+import threading
+
 import pytest
 import torch
 
@@ -85,21 +87,57 @@ def test_inference_linears_run_in_the_library_chosen_for_this_cpu(onednn, monkey
     assert ops == (["mkldnn::_linear_pointwise"] * 2 if onednn else ["aten::addmm", "aten::addmm", "aten::gelu_"])
 
 
+@pytest.mark.parametrize("into_scratch", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("gelu", [False, True])
 @pytest.mark.parametrize("shape", [(5, 16), (3, 7, 16), (2, 3, 4, 16)])
 @pytest.mark.parametrize("onednn", [False, True])
-def test_inference_linear_equals_the_layer(shape, gelu, onednn, monkeypatch):
+def test_inference_linear_equals_the_layer(shape, gelu, bias, onednn, into_scratch, monkeypatch):
     monkeypatch.setattr(attention, "_ONEDNN_GEMM", onednn)  # either library, whatever the CPU
     torch.manual_seed(0)
-    layer = torch.nn.Linear(16, 24)
+    layer = torch.nn.Linear(16, 24, bias=bias)
     x = torch.randn(*shape)
     with torch.no_grad():
         expected = layer(x)
         expected = torch.nn.functional.gelu(expected) if gelu else expected
-        got = attention.linear(layer, x, gelu=gelu)
-        strided = attention.linear(layer, x[::2], gelu=gelu)  # a view with gaps, as slices of the tokens are
+        got = attention.linear(layer, x, gelu=gelu, into_scratch=into_scratch).clone()
+        strided = attention.linear(layer, x[::2], gelu=gelu, into_scratch=into_scratch)  # a view with gaps
+    assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(strided, expected[::2], atol=1e-5, rtol=1e-5)
+
+
+def test_scratch_outputs_share_one_buffer_per_thread_that_no_module_output_views(monkeypatch):
+    monkeypatch.setattr(attention, "_ONEDNN_GEMM", False)  # the MKL path, the one that writes into scratch
+    layer = torch.nn.Linear(16, 24)
+    x = torch.randn(5, 16)
+    with torch.no_grad():
+        first = attention.linear(layer, x, into_scratch=True)
+        second = attention.linear(layer, 2 * x, into_scratch=True)
+        assert second.data_ptr() == first.data_ptr()  # the same memory, so `first` now holds `second`
+        torch.testing.assert_close(first, layer(2 * x))
+        assert attention.linear(layer, x).data_ptr() != first.data_ptr()  # not asked: a new tensor
+        elsewhere = []
+        thread = threading.Thread(target=lambda: elsewhere.append(attention.linear(layer, x, into_scratch=True)))
+        thread.start()
+        thread.join()
+        assert elsewhere[0].data_ptr() != first.data_ptr()  # each thread has its own buffer
+        torch.testing.assert_close(elsewhere[0], layer(x))
+        monkeypatch.setattr(attention, "SCRATCH_BYTES", 5 * 24 * 4 - 1)  # one float over the cap
+        assert attention.scratch(5, 24) is None
+        assert attention.linear(layer, x, into_scratch=True).data_ptr() != first.data_ptr()
+        monkeypatch.undo()
+        monkeypatch.setattr(attention, "_ONEDNN_GEMM", False)
+        scratch = attention.scratch
+        block = tiny().blocks[0].eval()
+        seq = torch.randn(3, 5, 32)
+        buffer = attention.scratch(100, 100).data_ptr()  # large enough for all of them: allocated once
+        calls = []
+        monkeypatch.setattr(attention, "scratch", lambda *shape: calls.append(shape) or scratch(*shape))
+        outputs = [*block.attn.heads(seq, need_weights=True), block.attn(seq)[0], block.mlp(seq)]
+    assert calls == [(15, 96), (15, 96), (15, 128)]  # q, k, v twice and the MLP's hidden layer
+    assert attention._SCRATCH.buffer.data_ptr() == buffer
+    assert all(out.untyped_storage().data_ptr() != buffer for out in outputs)
 
 
 @pytest.mark.parametrize("onednn", [False, True])
