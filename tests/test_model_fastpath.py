@@ -8,10 +8,11 @@ import threading
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import timesformer_lite as tl
 from timesformer_lite.model import attention
-from timesformer_lite.model.attention import Attention
+from timesformer_lite.model.attention import Attention, Mlp
 from timesformer_lite.model.blocks import Block
 
 SCHEMES = ["divided_space_time", "joint_space_time", "space_only", "sparse_local_global", "axial"]
@@ -343,3 +344,59 @@ def test_last_block_skips_the_patch_tokens_work_unless_maps_are_asked():
     q = torch.randn(3, 5, 32)
     attn = blk.attn
     torch.testing.assert_close(attn.first_query(q), attn.heads(q)[0][:, 0], atol=1e-6, rtol=0)
+
+
+def plain_mlp(mlp: Mlp, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(F.gelu(F.linear(x, mlp.fc1.weight, mlp.fc1.bias)), mlp.fc2.weight, mlp.fc2.bias)
+
+
+@pytest.mark.parametrize("precision", ["float64", "bf16 autocast"])
+def test_training_mlp_recomputes_gelu_with_the_plain_ops_outputs_and_gradients(precision, monkeypatch):
+    assert not attention._recompute_gelu(torch.zeros(1))  # CPUs keep both, the faster there
+    monkeypatch.setattr(attention, "_recompute_gelu", lambda x: True)  # as on a GPU
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64).train()
+    x = torch.randn(3, 5, 16)
+    if precision == "float64":
+        mlp, x = mlp.double(), x.double()
+    x.requires_grad_()
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "float64")
+
+    def run(f):
+        mlp.zero_grad()
+        x.grad = None
+        with amp:
+            y = f()
+        (y.float() ** 2).sum().backward()
+        return [y.detach(), x.grad, *(p.grad for p in mlp.parameters())]
+
+    hidden = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: hidden.append(t.numel() == 3 * 5 * 64) or t, lambda t: t):
+        got = run(lambda: mlp(x))
+    assert sum(hidden) == 1  # the hidden layer is kept once (before GELU), not twice
+    for a, b in zip(got, run(lambda: plain_mlp(mlp, x)), strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_training_mlp_with_dropout_keeps_its_mask_path(monkeypatch):
+    monkeypatch.setattr(attention, "_recompute_gelu", lambda x: True)
+    mlp = Mlp(16, 64, drop=0.5).train()
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    torch.manual_seed(1)
+    got = mlp(x)
+    torch.manual_seed(1)
+    expected = mlp.drop(F.linear(mlp.drop(F.gelu(mlp.fc1(x))), mlp.fc2.weight, mlp.fc2.bias))
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+def test_training_mlp_that_recomputes_gelu_compiles_into_one_graph(monkeypatch):
+    monkeypatch.setattr(attention, "_recompute_gelu", lambda x: True)
+    torch.manual_seed(0)
+    mlp = Mlp(16, 64).train()
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    torch.compile(mlp, fullgraph=True)(x).square().sum().backward()  # raises on any graph break
+    compiled = [p.grad.clone() for p in mlp.parameters()]
+    mlp.zero_grad()
+    plain_mlp(mlp, x).square().sum().backward()
+    for got, p in zip(compiled, mlp.parameters(), strict=True):
+        torch.testing.assert_close(got, p.grad, atol=1e-5, rtol=1e-5)
