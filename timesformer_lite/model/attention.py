@@ -5,6 +5,7 @@ Built from scratch in notebooks/03_self_attention_from_scratch.ipynb.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import NamedTuple
 
@@ -208,6 +209,13 @@ def linear(layer: nn.Linear | Affine, x: Tensor, gelu: bool = False, into_scratc
     return torch.ops.aten.gelu_(out) if gelu else out
 
 
+def _autocast_off(x: Tensor) -> contextlib.AbstractContextManager:
+    """Autocast switched off on x's device, where that device has autocast."""
+    if torch.amp.is_autocast_available(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over a batch of sequences, with a fused and an explicit path.
 
@@ -267,13 +275,17 @@ class Attention(nn.Module):
         w_k, w_v = self.qkv.weight[D:].view(2, H, d, D).unbind(0)
         b_k, b_v = (None, None) if self.qkv.bias is None else self.qkv.bias[D:].view(2, H, d).unbind(0)
         q = linear(rows(self.qkv, 0, D), x[:, 0]).view(S, H, d) * self.scale
-        logits = torch.einsum("shd,hdc->shc", q, w_k) @ x.transpose(1, 2)  # (S, H, L): q . (W_k x_j)
-        if b_k is not None:
-            logits = logits + (q * b_k).sum(-1, keepdim=True)
-        probs = F.dropout(softmax(logits), self.attn_drop if self.training else 0.0, self.training)
-        out = torch.einsum("shc,hdc->shd", probs @ x, w_v)  # W_v (sum_j p_j x_j), (S, H, d)
-        if b_v is not None:
-            out = out + probs.sum(-1, keepdim=True) * b_v
+        # D-wide products, cheap in the tokens' own precision: fp32 under autocast (LayerNorm's output), where
+        # bf16 would round W_k^T q and the average, not only k and v, and move bf16 logits 3e-3 further from HF's
+        with _autocast_off(x):
+            q, w_k, w_v = q.to(x.dtype), w_k.to(x.dtype), w_v.to(x.dtype)
+            logits = torch.einsum("shd,hdc->shc", q, w_k) @ x.transpose(1, 2)  # (S, H, L): q . (W_k x_j)
+            if b_k is not None:
+                logits = logits + (q * b_k.to(x.dtype)).sum(-1, keepdim=True)
+            probs = F.dropout(softmax(logits), self.attn_drop if self.training else 0.0, self.training)
+            out = torch.einsum("shc,hdc->shd", probs @ x, w_v)  # W_v (sum_j p_j x_j), (S, H, d)
+            if b_v is not None:
+                out = out + probs.sum(-1, keepdim=True) * b_v.to(x.dtype)
         return out.reshape(S, D)
 
     def mix(self, q: Tensor, k: Tensor, v: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
