@@ -400,3 +400,18 @@ def test_training_mlp_that_recomputes_gelu_compiles_into_one_graph(monkeypatch):
     plain_mlp(mlp, x).square().sum().backward()
     for got, p in zip(compiled, mlp.parameters(), strict=True):
         torch.testing.assert_close(got, p.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_scratch_serves_inference_mode_and_no_grad_in_either_order(monkeypatch):
+    monkeypatch.setattr(attention, "_ONEDNN_GEMM", False)
+    monkeypatch.setattr(attention, "_SCRATCH", attention._Scratch())  # a buffer is first made below
+    model = tiny().eval()
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(video)
+    monkeypatch.setattr(attention, "_SCRATCH", attention._Scratch())
+    with torch.inference_mode():  # the buffer is made here: it must stay writable outside inference mode
+        first = model(video)
+    with torch.no_grad():
+        second = model(video)
+    assert torch.equal(first, expected) and torch.equal(second, expected)

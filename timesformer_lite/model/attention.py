@@ -170,7 +170,8 @@ def scratch(rows: int, cols: int) -> Tensor | None:
     if n * 4 > SCRATCH_BYTES:
         return None
     if _SCRATCH.buffer is None or _SCRATCH.buffer.numel() < n:
-        _SCRATCH.buffer = torch.empty(n)
+        with torch.inference_mode(False):  # a normal tensor: writable in and out of inference mode
+            _SCRATCH.buffer = torch.empty(n)
     return _SCRATCH.buffer[:n].view(rows, cols)
 
 
