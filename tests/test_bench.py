@@ -58,6 +58,31 @@ def test_mfu_is_achieved_over_measured_peak():
     assert all(0 < r.ratio < 2 for r in rows)  # a fraction of the matmul speed (tiny models: small)
 
 
+def test_saved_bytes_counts_each_kept_storage_once_and_no_parameter():
+    layer = torch.nn.Linear(8, 8, bias=False)
+    video = torch.zeros(4, 8, requires_grad=True)
+    assert bench.saved_bytes(layer, lambda v: v.exp(), video, torch.float32) == 4 * 8 * 4  # exp keeps its output
+    assert bench.saved_bytes(layer, lambda v: v.exp() * v.exp(), video, torch.float32) == 2 * 4 * 8 * 4
+    assert bench.saved_bytes(layer, layer, video, torch.float32) == 4 * 8 * 4  # the input, not the weight
+    assert bench.saved_bytes(layer, lambda v: layer(v[:2]) + layer(v[2:]), video, torch.float32) == 4 * 8 * 4
+
+
+def test_saved_row_puts_ours_on_its_gpu_code_paths_and_restores_them(monkeypatch):
+    from timesformer_lite.model import attention
+
+    recompute, seen = attention._recompute_gelu, []
+
+    def kept(model, call, video, dtype):  # ours: 5 MiB a clip and 2 a step; HF: 10 and 3
+        seen.append(attention._recompute_gelu(video))
+        return (5 * len(video) + 2 if isinstance(model, bench.TimeSformer) else 10 * len(video) + 3) * 2**20
+
+    monkeypatch.setattr(bench, "saved_bytes", kept)
+    (row,) = bench.bench_saved(tiny(), torch.bfloat16, CPU)
+    assert seen == [True] * 4 and attention._recompute_gelu is recompute  # taken while counting, put back after
+    assert (row.ours, row.hf, row.ratio, row.lower_is_better) == ("5", "10", 0.5, True)
+    assert "ours 2, HF 3 MiB" in row.note
+
+
 def test_compiled_contender_is_named_and_computes_the_same_logits():
     speed, diff = bench.bench_forward(
         tiny(), 2, CPU, torch.float32, warmup=1, reps=1, target=None, compile_mode="default"

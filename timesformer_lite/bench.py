@@ -1,6 +1,7 @@
 """`timesformer-lite bench`: speed against Hugging Face Timesformer, measured side by side in one run.
 
-    timesformer-lite bench --suite cpu                 # CPU rows: forward (base, batch 1 and 4), toy training, parity
+    timesformer-lite bench --suite cpu                 # CPU rows: forward (base, batch 1 and 4), toy training, parity,
+                                                       # tensors kept for backward (GPU code paths, bf16)
     timesformer-lite bench --suite gpu                 # GPU rows: bf16 forward/training, memory, MFU, parity, data stall
     timesformer-lite bench --suite gpu --compile       # ... and each again with ours under torch.compile
     timesformer-lite bench forward --device cuda --dtype bf16 --batch 32 [--compile reduce-overhead]
@@ -40,7 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader
 
 from .config import Config, ModelConfig, load_config
-from .model import TimeSformer
+from .model import TimeSformer, attention
 from .model.attention import cpu_info
 from .utils import model_flops
 from .weights.hf import config_to_hf, state_dict_from_hf
@@ -313,6 +314,51 @@ def bench_train(
     return rows
 
 
+@contextmanager
+def gpu_code_paths() -> Iterator[None]:
+    """Make a CPU take the model's GPU code paths in training: fused attention, GELU recomputed."""
+    saved = attention._explicit_is_faster, attention._recompute_gelu
+    attention._explicit_is_faster, attention._recompute_gelu = (lambda q: False), (lambda x: True)
+    try:
+        yield
+    finally:
+        attention._explicit_is_faster, attention._recompute_gelu = saved
+
+
+def saved_bytes(model: nn.Module, call: Callable[[Tensor], Tensor], video: Tensor, dtype: torch.dtype) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of `call(video)`, one training forward of
+    `model`, its parameters not counted (each storage once, however many tensors view it)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast(video.device, dtype):
+        call(video)
+    return sum(kept.values())
+
+
+def bench_saved(cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> list[Row]:
+    """What training keeps for the backward pass, per clip and per step, ours (on its GPU code paths) / HF:
+    the peak-memory row's part that a CPU can measure. Per clip is batch 2 minus batch 1; per step the rest
+    (e.g. weights cast for autocast, kept once whatever the batch)."""
+    hf, ours = hf_and_ours(cfg, device)
+    models = {"ours": (ours.train(), ours), "hf": (hf.train(), hf_logits(hf))}
+    one, two = (random_video(cfg, b, device, torch.float32) for b in (1, 2))
+    with gpu_code_paths():
+        kept = {k: (saved_bytes(*m, one, dtype), saved_bytes(*m, two, dtype)) for k, m in models.items()}
+    clip = {k: (b - a) / 2**20 for k, (a, b) in kept.items()}
+    step = {k: (2 * a - b) / 2**20 for k, (a, b) in kept.items()}
+    what = f"{label(cfg)} {dtype_name(dtype)}"
+    note = f"plus once a step: ours {step['ours']:.0f}, HF {step['hf']:.0f} MiB; ours on its GPU code paths"
+    name = f"tensors kept for backward per clip, training {what} (MiB)"
+    return [Row(name, f"{clip['ours']:.0f}", f"{clip['hf']:.0f}", clip["ours"] / clip["hf"], None, True, note)]
+
+
 def state_bytes(model: nn.Module, opt: torch.optim.Optimizer) -> int:
     """Bytes of a model's parameters and its optimizer's state tensors."""
     tensors = list(model.parameters()) + [t for st in opt.state.values() for t in st.values() if torch.is_tensor(t)]
@@ -536,7 +582,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    p.add_argument("what", nargs="?", default="suite", choices=["suite", "forward", "train", "mfu", "stall", "decode"])
+    p.add_argument(
+        "what", nargs="?", default="suite", choices=["suite", "forward", "train", "mfu", "saved", "stall", "decode"]
+    )
     p.add_argument("--suite", choices=["cpu", "gpu"], help="every row of issue #8 for that device")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (--suite gpu implies cuda)")
     p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
@@ -621,6 +669,7 @@ def run_rows(args: argparse.Namespace, argv: list[str]) -> int:
             rows += bench_forward(base, batch, device, torch.float32, w, r, TARGETS["forward_cpu"])
         rows += bench_train(toy.model, toy.train.batch_size, device, torch.float32, w, 3 * r, TARGETS["train_cpu"])
         rows += bench_forward(base, 1, device, torch.bfloat16, 0, 1, None)[1:]  # the bf16 parity row only
+        rows += bench_saved(base, torch.bfloat16, device)  # what the GPU memory row depends on
     elif args.suite == "gpu":
         rows += gpu_suite(base_config(), device, dtype, w, r, args.peak_n, args.compile, args.steps, args.data_root)
     else:
@@ -632,11 +681,13 @@ def run_rows(args: argparse.Namespace, argv: list[str]) -> int:
             rows += bench_train(cfg, args.batch, device, dtype, w, r, target, mode)
         elif args.what == "mfu":
             rows += mfu_rows(cfg, args.batch, device, dtype, w, r, args.peak_n, mode)
+        elif args.what == "saved":
+            rows += bench_saved(cfg, dtype, device)
         elif args.what == "stall":
             rows += data_stall(
                 "toy" if args.preset == "base" else args.preset, device, dtype, args.steps, args.data_root
             )
         else:
-            raise ValueError("choose a row (forward, train, mfu, stall, decode) or --suite cpu|gpu")
+            raise ValueError("choose a row (forward, train, mfu, saved, stall, decode) or --suite cpu|gpu")
     report(rows, "timesformer-lite bench " + " ".join(argv), device, dtype, append=not args.no_append)
     return 0
