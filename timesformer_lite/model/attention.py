@@ -151,7 +151,7 @@ def _cpu_inference(x: Tensor, layer: nn.Linear | Affine) -> bool:
 
 
 class _Scratch(threading.local):
-    """Each thread's scratch buffer for `linear(..., scratch=True)` (fp32 CPU inference)."""
+    """Each thread's scratch buffer for `linear(..., into_scratch=True)` (fp32 CPU inference)."""
 
     buffer: Tensor | None = None
 
@@ -191,7 +191,7 @@ def linear(layer: nn.Linear | Affine, x: Tensor, gelu: bool = False, into_scratc
     hidden layer, TimeSformer-B's two largest: 14 and 19 MB a clip). Why: a fresh buffer that size is
     memory the allocator has just taken from the OS or evicted from cache, and the first write into it
     costs page faults and cache misses; one reused buffer does not. On one core of an Intel Xeon, paired
-    runs of a batch-1 forward: 76 ms (3 %) less, and minor page faults per forward from 13-48 k to 8 k.
+    runs of a batch-1 forward: 76 ms (3 %) less, and minor page faults per forward from 13-48 k to 0-11 k.
     """
     if not _cpu_inference(x, layer):
         out = F.linear(x, layer.weight, layer.bias)
@@ -199,14 +199,16 @@ def linear(layer: nn.Linear | Affine, x: Tensor, gelu: bool = False, into_scratc
     if _ONEDNN_GEMM and torch.backends.mkldnn.enabled:
         act, algorithm = ("gelu", "none") if gelu else ("none", "")  # "none": erf GELU, as nn.GELU()
         return torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, act, [], algorithm)
-    flat = x.reshape(-1, x.shape[-1])
-    buffer = scratch(flat.shape[0], layer.weight.shape[0]) if into_scratch else None
+    buffer = scratch(x.numel() // x.shape[-1], layer.weight.shape[0]) if into_scratch else None
     if buffer is None:
         out = F.linear(x, layer.weight, layer.bias)
-    elif layer.bias is None:
-        out = torch.mm(flat, layer.weight.t(), out=buffer).view(*x.shape[:-1], -1)
     else:
-        out = torch.addmm(layer.bias, flat, layer.weight.t(), out=buffer).view(*x.shape[:-1], -1)
+        flat = x.reshape(-1, x.shape[-1])
+        if layer.bias is None:
+            torch.mm(flat, layer.weight.t(), out=buffer)
+        else:
+            torch.addmm(layer.bias, flat, layer.weight.t(), out=buffer)
+        out = buffer.view(*x.shape[:-1], -1)
     return torch.ops.aten.gelu_(out) if gelu else out
 
 
@@ -332,9 +334,10 @@ class _GeluLinear(torch.autograd.Function):
     Why: autograd would keep both h (for GELU's gradient) and GELU(h) (for the weight's gradient), a
     block's two largest activations (tokens x 4D each); one more GELU over h in the backward pass costs
     little next to the matrix products. TimeSformer-B training under bf16 autocast with fused attention
-    (the GPU path, measured on a CPU) keeps 562 MiB of tensors per clip instead of 663 (Hugging Face's:
-    814), and 191 MiB per step instead of 245. Bitwise the plain ops' outputs and gradients, autocast
-    included (tested): the backward runs in the dtype the forward's matrix product ran in.
+    (the GPU path, counted on a CPU by `timesformer-lite bench saved --dtype bf16`) keeps 562 MiB of tensors
+    per clip instead of 663 (Hugging Face's: 814), and 188 MiB once a step instead of 245. Bitwise the plain
+    ops' outputs and gradients, autocast included (tested): the backward runs in the dtype the forward's
+    matrix product ran in.
     """
 
     @staticmethod
