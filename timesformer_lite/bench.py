@@ -145,9 +145,9 @@ def compile_warmup(warmup: int, mode: str | None) -> int:
     return warmup if mode is None else max(warmup, 3)
 
 
-def ours_label(mode: str | None) -> str:
-    """The suffix that names a compiled contender in a row."""
-    return "" if mode is None else f", ours torch.compile({mode})"
+def measured(cfg: ModelConfig, dtype: torch.dtype, batch: int, mode: str | None = None) -> str:
+    """What a row measured: model, dtype, batch, and how ours ran if compiled."""
+    return f"{label(cfg)} {dtype_name(dtype)} batch {batch}" + ("" if mode is None else f", ours torch.compile({mode})")
 
 
 def hf_logits(hf: nn.Module) -> Callable[[Tensor], Tensor]:
@@ -228,7 +228,7 @@ def bench_forward(
         t = interleaved({"ours": lambda: ours_fn(video), "hf": lambda: hf(pixel_values=video)}, device, warmup, reps)
         diff = parity(ours_fn, hf_logits(hf), video)
     speed = t["hf"].median / t["ours"].median
-    what = f"{label(cfg)} {dtype_name(dtype)} batch {batch}{ours_label(compile_mode)}"
+    what = measured(cfg, dtype, batch, compile_mode)
     rows = [Row(f"forward {what} (clips/s)", t["ours"].rate(batch), t["hf"].rate(batch), speed, target)]
     rows.append(diff.row(f"logits vs HF, {what}", dtype))
     if peak is not None:
@@ -292,7 +292,7 @@ def bench_train(
     amp = autocast(device, dtype)
     steps = {k: (lambda k=k: train_step(fns[k], opts[k], video, labels, amp)) for k in fns}
     t = interleaved(steps, device, warmup, reps)
-    what = f"{label(cfg)} {dtype_name(dtype)} batch {batch}{ours_label(compile_mode)}"
+    what = measured(cfg, dtype, batch, compile_mode)
     name = f"training step {what}, AdamW (clips/s)"
     rows = [Row(name, t["ours"].rate(batch), t["hf"].rate(batch), t["hf"].median / t["ours"].median, target)]
     if peak is not None:
@@ -312,17 +312,6 @@ def bench_train(
             )
         )
     return rows
-
-
-@contextmanager
-def gpu_code_paths() -> Iterator[None]:
-    """Make a CPU take the model's GPU code paths in training: fused attention, GELU recomputed."""
-    saved = attention._explicit_is_faster, attention._recompute_gelu
-    attention._explicit_is_faster, attention._recompute_gelu = (lambda q: False), (lambda x: True)
-    try:
-        yield
-    finally:
-        attention._explicit_is_faster, attention._recompute_gelu = saved
 
 
 def saved_bytes(model: nn.Module, call: Callable[[Tensor], Tensor], video: Tensor, dtype: torch.dtype) -> int:
@@ -349,7 +338,7 @@ def bench_saved(cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> l
     hf, ours = hf_and_ours(cfg, device)
     models = {"ours": (ours.train(), ours), "hf": (hf.train(), hf_logits(hf))}
     one, two = (random_video(cfg, b, device, torch.float32) for b in (1, 2))
-    with gpu_code_paths():
+    with attention.gpu_training_paths():
         kept = {k: (saved_bytes(*m, one, dtype), saved_bytes(*m, two, dtype)) for k, m in models.items()}
     clip = {k: (b - a) / 2**20 for k, (a, b) in kept.items()}
     step = {k: (2 * a - b) / 2**20 for k, (a, b) in kept.items()}
@@ -516,8 +505,9 @@ def sdpa_backend(device: torch.device, dtype: torch.dtype, seq: int, heads: int 
 
 def machine(device: torch.device, dtype: torch.dtype) -> str:
     """One line naming everything a number depends on."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    parts = [f"CPU {cpu_model()} ({cores} threads visible, torch uses {torch.get_num_threads()})"]
+    from .data.loader import usable_cores
+
+    parts = [f"CPU {cpu_model()} ({usable_cores()} threads visible, torch uses {torch.get_num_threads()})"]
     if device.type == "cuda":
         cuda = f"GPU {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
         parts.append(f"{cuda}, cuDNN {torch.backends.cudnn.version()}")

@@ -30,6 +30,11 @@ def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, Any]:
     }
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else all of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def workers_for(num_workers: int | str, device: torch.device | str) -> int:
     """`data.num_workers` as a number of DataLoader processes for a training process on `device`.
 
@@ -43,8 +48,7 @@ def workers_for(num_workers: int | str, device: torch.device | str) -> int:
         return int(num_workers)
     if torch.device(device).type == "cpu":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    per_process = usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, min(8, per_process - 1))
 
 

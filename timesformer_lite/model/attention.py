@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def tracing() -> bool:
+    """Whether torch.compile, TorchScript or `torch.jit.trace` is tracing this call. The eager-only speed
+    paths (CPU kernels, kept folds, reused buffers) are skipped then; checked first, it costs no graph break."""
+    return torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing()
 
 
 def _explicit_is_faster(q: Tensor) -> bool:
@@ -49,11 +56,7 @@ class _ShortSoftmax(torch.autograd.Function):
 
 def softmax(x: Tensor) -> Tensor:
     """`x.softmax(-1)`; on CPU rows shorter than 16 go through `_ShortSoftmax` (eager only, nothing to trace)."""
-    if (
-        x.shape[-1] < 16
-        and x.device.type == "cpu"
-        and not (torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing())
-    ):
+    if x.shape[-1] < 16 and x.device.type == "cpu" and not tracing():
         return _ShortSoftmax.apply(x)
     return x.softmax(dim=-1)
 
@@ -142,7 +145,7 @@ def _cpu_inference(x: Tensor, layer: nn.Linear | Affine) -> bool:
     """Whether `linear` may take its inference path: fp32 on the CPU, no autograd recording, no autocast,
     and eager mode (nothing to trace: the check comes first, so it compiles without a graph break)."""
     return (
-        not (torch.compiler.is_compiling() or torch.jit.is_scripting() or torch.jit.is_tracing())
+        not tracing()
         and x.device.type == "cpu"
         and x.dtype == layer.weight.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
@@ -319,6 +322,20 @@ class Mlp(nn.Module):
             return self.drop(_GeluLinear.apply(h, self.fc2.weight, self.fc2.bias))
         h = linear(self.fc1, x, gelu=True, into_scratch=True)  # exact GELU, as self.act
         return self.drop(linear(self.fc2, self.drop(h)))
+
+
+@contextlib.contextmanager
+def gpu_training_paths() -> Iterator[None]:
+    """Training takes the GPU's code paths on any device while this is open (fused attention, GELU
+    recomputed), so that a CPU can count what they keep for the backward pass (`timesformer-lite bench
+    saved`). Not thread-safe: it swaps this module's path choices for its duration."""
+    global _explicit_is_faster, _recompute_gelu
+    saved = _explicit_is_faster, _recompute_gelu
+    _explicit_is_faster, _recompute_gelu = (lambda q: False), (lambda x: True)
+    try:
+        yield
+    finally:
+        _explicit_is_faster, _recompute_gelu = saved
 
 
 def _recompute_gelu(x: Tensor) -> bool:

@@ -31,7 +31,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .attention import Attention, DropPath, Mlp, folded, linear
+from .attention import Attention, DropPath, Mlp, folded, linear, tracing
 
 
 class Grouping(NamedTuple):
@@ -149,13 +149,7 @@ class Block(nn.Module):
     def _keep_folds(self, x: Tensor) -> bool:
         """Whether a fold of `*_fc` into `proj` may be kept for the next call (see `folded`): inference in
         eager mode (nothing records gradients, nothing is traced or compiled)."""
-        return not (
-            self.training
-            or torch.is_grad_enabled()
-            or torch.compiler.is_compiling()
-            or torch.jit.is_scripting()
-            or torch.jit.is_tracing()
-        )
+        return not (self.training or torch.is_grad_enabled() or tracing())
 
     def attend(
         self,

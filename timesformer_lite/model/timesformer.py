@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig, model_config
+from .attention import tracing
 from .blocks import Block
 
 
@@ -196,8 +197,7 @@ class TimeSformer(nn.Module):
         take the whole batch.
         """
         B, T, _, H, W = video.shape
-        tracing = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
-        if self.training or torch.is_grad_enabled() or tracing or return_attention or video.device.type != "cpu":
+        if self.training or torch.is_grad_enabled() or tracing() or return_attention or video.device.type != "cpu":
             return B
         p = self.cfg.patch_size
         per_clip = T * (H // p) * (W // p) * int(self.cfg.embed_dim * self.cfg.mlp_ratio) * 4
