@@ -31,7 +31,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .attention import Attention, DropPath, Mlp, folded, linear, tracing
+from .attention import Attention, DropPath, Mlp
 
 
 class Grouping(NamedTuple):
@@ -86,10 +86,11 @@ def axis_sizes(B: int, T: int, h: int, w: int) -> dict[str, int]:
     }  # fmt: skip
 
 
-def _lengths(pattern: str, sizes: dict[str, int]) -> dict[str, int]:
-    """The axis lengths that appear in an einops pattern (einops rejects names it does not use)."""
+def lengths(pattern: str, B: int, T: int, h: int, w: int) -> dict[str, int]:
+    """The axis lengths an einops pattern names, for B clips of T frames on an h x w patch grid (einops
+    rejects lengths for names a pattern does not use)."""
     names = set(re.findall(r"[a-z]+", pattern))
-    return {k: v for k, v in sizes.items() if k in names}
+    return {k: v for k, v in axis_sizes(B, T, h, w).items() if k in names}
 
 
 def group_shape(grouping: str, B: int, T: int, h: int, w: int) -> tuple[int, ...]:
@@ -129,7 +130,6 @@ class Block(nn.Module):
                 self.add_module(f"{step.prefix}fc", nn.Linear(dim, dim))
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self._folds: dict = {}  # inference: each added step's `*_fc` folded into its `proj` (see `attend`)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
     def zero_added_steps(self) -> None:
@@ -140,92 +140,41 @@ class Block(nn.Module):
                 nn.init.zeros_(fc.weight)
                 nn.init.zeros_(fc.bias)
 
-    def _fold_fc(self, attn: Attention, x: Tensor, tokens: int) -> bool:
-        """Whether an added step folds its `*_fc` into `attn.proj` (see `attend`): more tokens than channels,
-        no dropout between the two in training, and real data (`utils.model_flops` counts the reference
-        arithmetic on the meta device)."""
-        return tokens > x.shape[-1] and (attn.proj_drop.p == 0 or not self.training) and x.device.type != "meta"
-
-    def _keep_folds(self, x: Tensor) -> bool:
-        """Whether a fold of `*_fc` into `proj` may be kept for the next call (see `folded`): inference in
-        eager mode (nothing records gradients, nothing is traced or compiled)."""
-        return not (self.training or torch.is_grad_enabled() or tracing())
-
     def attend(
-        self,
-        step: Step,
-        x: Tensor,
-        cls: Tensor,
-        grid: tuple[int, int],
-        need_weights: bool,
-        cls_only: bool = False,
-        inplace: bool = False,
+        self, step: Step, x: Tensor, cls: Tensor, grid: tuple[int, int], need_weights: bool = False
     ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """One residual attention step. x: (B, T, N, D), cls: (B, D) -> updated x, cls, and probabilities.
-
-        `cls_only` (a step with the class token): update only the class token and return x as it came in.
-        `inplace`: add the step's output into x itself (x must be a tensor the block made, autograd off).
-        """
+        """One residual attention step. x: (B, T, N, D), cls: (B, D) -> updated x, cls, and probabilities."""
         B, T, N, D = x.shape
-        h, w = grid
         pattern = GROUPINGS[step.grouping].pattern
-        sizes = axis_sizes(B, T, h, w)
-        seq = rearrange(x, pattern, **_lengths(pattern, sizes))  # (S, L, D), S = B * groups, b outermost
+        sizes = lengths(pattern, B, T, *grid)
+        seq = rearrange(x, pattern, **sizes)  # (S, L, D): S = B * groups sequences, b outermost
         S = seq.shape[0]
-        if step.with_cls:
-            seq = torch.cat([cls[:, None, None].expand(B, S // B, 1, D).reshape(S, 1, D), seq], dim=1)
-        attn = getattr(self, f"{step.prefix}attn")
-        seq = getattr(self, f"{step.prefix}norm1")(seq)
-        if step.with_cls and cls_only:  # its query alone; the patches only give keys and values
-            out = self.drop_path(attn.proj_drop(linear(attn.proj, attn.first_query(seq))))  # (S, D)
-            return x, cls + out.reshape(B, S // B, D).mean(dim=1), None
-        if step.with_cls:
-            out, probs = attn(seq, need_weights)
+        norm, attn = getattr(self, f"{step.prefix}norm1"), getattr(self, f"{step.prefix}attn")
+        if step.with_cls:  # a copy of the class token in front of every sequence
+            copies = cls.repeat_interleave(S // B, dim=0)[:, None]  # (S, 1, D)
+            out, probs = attn(norm(torch.cat([copies, seq], dim=1)), need_weights)
             out = self.drop_path(out)
             cls = cls + out[:, 0].reshape(B, S // B, D).mean(dim=1)  # the copies, averaged back
             out = out[:, 1:]
-        elif self._fold_fc(attn, x, S * seq.shape[1]):
-            # `*_fc` right after the output projection `proj` is one Linear, W = W_fc @ W_proj: a D x D
-            # matmul per token less (4.7 % of TimeSformer-B's forward FLOPs, as much again in the backward
-            # pass, and one activation less to keep) for a D x D x D product, kept between inference calls.
-            # Drop path scales each clip's rows, so it applies before b_fc as it does before `*_fc`.
-            out, probs = attn.heads(seq, need_weights)
-            fc = getattr(self, f"{step.prefix}fc")
-            if self.drop_path.p == 0 or not self.training:
-                out = linear(folded(fc, attn.proj, self._folds if self._keep_folds(x) else None, step.prefix), out)
-            else:
-                out = self.drop_path(linear(folded(fc, attn.proj, outer_bias=False), out)) + fc.bias
-        else:
-            out, probs = attn(seq, need_weights)
-            out = linear(getattr(self, f"{step.prefix}fc"), self.drop_path(out))
-        out_pattern = " -> ".join(reversed(pattern.split(" -> ")))
-        out = rearrange(out, out_pattern, **_lengths(out_pattern, sizes))
-        x = x.add_(out) if inplace else x + out
+        else:  # a step TimeSformer adds: patches only, then its zero-initialised `*_fc`
+            out, probs = attn(norm(seq), need_weights)
+            out = getattr(self, f"{step.prefix}fc")(self.drop_path(out))
+        x = x + rearrange(out, " -> ".join(reversed(pattern.split(" -> "))), **sizes)
         if probs is not None:
-            probs = probs.reshape(*group_shape(step.grouping, B, T, h, w), *probs.shape[1:])
+            probs = probs.reshape(*group_shape(step.grouping, B, T, *grid), *probs.shape[1:])
         return x, cls, probs
 
     def forward(
-        self, x: Tensor, cls: Tensor, grid: tuple[int, int], need_weights: bool = False, cls_only: bool = False
-    ) -> tuple[Tensor | None, Tensor, dict[str, Tensor]]:
-        """x: (B, T, N, D), cls: (B, D), grid: (h, w) -> x, cls, {grouping: probabilities} (empty unless asked).
-
-        `cls_only`: compute only what the class token's output needs and return None for x. The model does
-        this in its last block, whose patch outputs nothing reads (the head sees the class token alone): the
-        last step's patch queries and output projection and the patch tokens' MLP are skipped, about 5 % of
-        TimeSformer-B's forward FLOPs. The class token's numbers are those of the full block.
-        """
+        self, x: Tensor, cls: Tensor, grid: tuple[int, int], need_weights: bool = False
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """x: (B, T, N, D), cls: (B, D), grid: (h, w) -> x, cls, {grouping: probabilities} (empty unless asked)."""
         maps = {}
-        inference = not (torch.is_grad_enabled() or self.training)  # then the block's own tensors update in place
-        for i, step in enumerate(self.steps):
-            last = cls_only and not need_weights and i == len(self.steps) - 1
-            x, cls, probs = self.attend(step, x, cls, grid, need_weights, cls_only=last, inplace=inference and i > 0)
+        for step in self.steps:
+            x, cls, probs = self.attend(step, x, cls, grid, need_weights)
             if probs is not None:
                 maps[step.grouping] = probs
-        if cls_only and not need_weights:
-            return None, cls + self.drop_path(self.mlp(self.norm2(cls))), maps
-        dx, dcls = self.drop_path(self.mlp(self.norm2(x)), self.mlp(self.norm2(cls)))
-        return (x.add_(dx) if inference else x + dx), cls + dcls, maps
+        dx, dcls = self.drop_path(self.mlp(self.norm2(x)), self.mlp(self.norm2(cls)))  # one mask per clip
+        return x + dx, cls + dcls, maps
 
 
 def attended_patches(attention_type: str, T: int, h: int, w: int, query: tuple[int, int, int]) -> dict[str, Tensor]:
@@ -234,13 +183,12 @@ def attended_patches(attention_type: str, T: int, h: int, w: int, query: tuple[i
     Returns {grouping: bool (T, h, w)}; drawn in notebooks/04 and the README figure.
     """
     t, i, j = query
-    sizes = axis_sizes(1, T, h, w)
     index = torch.arange(T * h * w).reshape(1, T, h * w, 1)  # token id = t*N + i*w + j
     target = t * h * w + i * w + j
     out = {}
     for step in SCHEMES[attention_type]:
         pattern = GROUPINGS[step.grouping].pattern
-        seqs = rearrange(index, pattern, **_lengths(pattern, sizes))[..., 0]  # (S, L)
+        seqs = rearrange(index, pattern, **lengths(pattern, 1, T, h, w))[..., 0]  # (S, L)
         members = seqs[(seqs == target).any(dim=1)].flatten()
         mask = torch.zeros(T * h * w, dtype=torch.bool)
         mask[members] = True

@@ -11,15 +11,16 @@ Built in notebooks/05_the_divided_block_and_the_model.ipynb.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig, model_config
-from .attention import tracing
 from .blocks import Block
 
 
@@ -52,6 +53,26 @@ class AttentionMaps:
         return max(len(v) for v in (self.space, self.time, self.joint, self.height, self.sparse))
 
 
+def resize_pos_embed(pos: Tensor, h: int, w: int) -> Tensor:
+    """(1, 1+g*g, D) -> (1, 1+h*w, D): 2-D nearest over the patch grid, the class token's position kept.
+
+    What the official and Hugging Face code do at run time for another image size; the weight loaders
+    resize stored embeddings with this same function, so both give the same numbers."""
+    g = math.isqrt(pos.shape[1] - 1)
+    if (h, w) == (g, g):
+        return pos
+    patches = pos[:, 1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)  # (1, D, g, g)
+    patches = F.interpolate(patches, size=(h, w), mode="nearest")
+    return torch.cat([pos[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
+
+
+def resize_time_embed(time: Tensor, T: int) -> Tensor:
+    """(1, T0, D) -> (1, T, D): nearest over frames, as the official and Hugging Face code do."""
+    if time.shape[1] == T:
+        return time
+    return F.interpolate(time.transpose(1, 2), size=T, mode="nearest").transpose(1, 2)
+
+
 class PatchEmbed(nn.Module):
     """Cut every frame into p x p patches and project each to D channels (a strided Conv2d, `proj`)."""
 
@@ -60,16 +81,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, video: Tensor) -> Tensor:
-        """(B, T, C, H, W) -> (B, T, h, w, D), contiguous; pixels beyond the last whole patch are dropped.
-
-        The frames go in channels-last, so the convolution writes its output channels-last too and the
-        tokens come out contiguous with no copy (channels-first, every later op would read strided
-        tokens or copy them).
-        """
-        B, T = video.shape[:2]
-        frames = video.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-        x = self.proj(frames)  # (B*T, D, h, w), stored channels-last
-        return x.permute(0, 2, 3, 1).unflatten(0, (B, T))
+        """(B, T, C, H, W) -> (B, T, h, w, D); pixels beyond the last whole patch are dropped."""
+        x = self.proj(video.flatten(0, 1))  # (B*T, D, h, w): every frame on its own
+        return rearrange(x, "(b t) d h w -> b t h w d", b=video.shape[0])
 
 
 class TimeSformer(nn.Module):
@@ -91,7 +105,7 @@ class TimeSformer(nn.Module):
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + cfg.grid**2, D))
-        if cfg.attention_type == "space_only":
+        if (cfg.attention_type == "space_only") if cfg.time_embed is None else not cfg.time_embed:
             self.time_embed = None  # frames are independent: no notion of time at all
         else:
             self.time_embed = nn.Parameter(torch.zeros(1, cfg.num_frames, D))
@@ -150,20 +164,11 @@ class TimeSformer(nn.Module):
 
     def pos_embed_for(self, h: int, w: int) -> Tensor:
         """Position embedding (1+h*w, D) for an h x w grid: nearest interpolation of the stored one."""
-        pos = self.pos_embed[0]
-        g = self.cfg.grid
-        if (h, w) == (g, g):
-            return pos
-        grid = pos[1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)  # (1, D, g, g)
-        grid = F.interpolate(grid, size=(h, w), mode="nearest")
-        return torch.cat([pos[:1], grid.flatten(2).transpose(1, 2)[0]], dim=0)
+        return resize_pos_embed(self.pos_embed, h, w)[0]
 
     def time_embed_for(self, T: int) -> Tensor:
         """Time embedding (T, D): nearest interpolation of the stored one over frames."""
-        te = self.time_embed
-        if te.shape[1] != T:
-            te = F.interpolate(te.transpose(1, 2), size=T, mode="nearest").transpose(1, 2)
-        return te[0]
+        return resize_time_embed(self.time_embed, T)[0]
 
     def embed(self, video: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T, C, H, W) -> patch tokens x (B, T, N, D) with position and time added, class token (B, D)."""
@@ -179,29 +184,26 @@ class TimeSformer(nn.Module):
     def forward_features(self, video: Tensor, return_attention: bool = False) -> tuple[Tensor, AttentionMaps | None]:
         """The final class-token features (B, D) after the last LayerNorm, and the maps if asked."""
         self._check(video)
-        step = self.clips_per_pass(video, return_attention)
-        if step < video.shape[0]:  # clip by clip: the same numbers, from a working set that stays in cache
-            return torch.cat([self._features(part, False)[0] for part in video.split(step)]), None
-        return self._features(video, return_attention)
-
-    CACHE_BYTES = 24 * 2**20  # about the last-level cache of a desktop or server CPU
-
-    def clips_per_pass(self, video: Tensor, return_attention: bool = False) -> int:
-        """How many clips CPU inference passes through the model at once: as many as keep the largest
-        activation (tokens x MLP width, 4 bytes each) within `CACHE_BYTES`, at least one.
-
-        Why: clips do not interact in inference, so a batch may run clip by clip. On one core of the dev
-        machine a TimeSformer-B batch of 4 ran at 4.08 s per clip at once and 3.7 s clip by clip: the
-        1568 x 3072 MLP activation of one clip (19 MB) stays in the 32 MB cache; four do not, and buffers
-        over 32 MB are fresh pages from the OS every time. Training, autograd, GPUs and attention maps
-        take the whole batch.
-        """
         B, T, _, H, W = video.shape
-        if self.training or torch.is_grad_enabled() or tracing() or return_attention or video.device.type != "cpu":
-            return B
-        p = self.cfg.patch_size
-        per_clip = T * (H // p) * (W // p) * int(self.cfg.embed_dim * self.cfg.mlp_ratio) * 4
-        return max(1, min(B, self.CACHE_BYTES // per_clip))
+        grid = (H // self.cfg.patch_size, W // self.cfg.patch_size)
+        x, cls = self.embed(video)
+        space_only = self.cfg.attention_type == "space_only"
+        if space_only:  # every frame is its own image with its own class token
+            x = x.reshape(B * T, 1, *x.shape[2:])
+            cls = cls.repeat_interleave(T, dim=0)
+        maps = AttentionMaps(grid=(T, *grid)) if return_attention else None
+        for blk in self.blocks:
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                x, cls, layer_maps = checkpoint(blk, x, cls, grid, return_attention, use_reentrant=False)
+            else:
+                x, cls, layer_maps = blk(x, cls, grid, return_attention)
+            for name, probs in layer_maps.items():
+                if space_only:  # (B*T, 1, heads, L, L) -> (B, T, heads, L, L)
+                    probs = probs.reshape(B, T, *probs.shape[2:])
+                getattr(maps, name).append(probs)
+        if space_only:
+            cls = cls.reshape(B, T, -1).mean(dim=1)  # average the frames before the final norm
+        return self.norm(cls), maps
 
     def _check(self, video: Tensor) -> None:
         """A clear error for a video the model cannot take."""
@@ -213,31 +215,6 @@ class TimeSformer(nn.Module):
         p = self.cfg.patch_size
         if p > H or p > W:
             raise ValueError(f"frames of {H}x{W} px are smaller than one {p}x{p} patch")
-
-    def _features(self, video: Tensor, return_attention: bool) -> tuple[Tensor, AttentionMaps | None]:
-        """`forward_features` for one pass of the whole `video` batch."""
-        B, T, _, H, W = video.shape
-        p = self.cfg.patch_size
-        x, cls = self.embed(video)
-        grid = (H // p, W // p)
-        space_only = self.cfg.attention_type == "space_only"
-        if space_only:  # every frame is its own image with its own class token
-            x = x.reshape(B * T, 1, *x.shape[2:])
-            cls = cls.repeat_interleave(T, dim=0)
-        maps = AttentionMaps(grid=(T, *grid)) if return_attention else None
-        for i, blk in enumerate(self.blocks):
-            cls_only = i == len(self.blocks) - 1  # nothing reads the last block's patch tokens (unless maps are asked)
-            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x, cls, layer_maps = checkpoint(blk, x, cls, grid, return_attention, cls_only, use_reentrant=False)
-            else:
-                x, cls, layer_maps = blk(x, cls, grid, return_attention, cls_only)
-            for name, probs in layer_maps.items():
-                if space_only:  # (B*T, 1, heads, L, L) -> (B, T, heads, L, L)
-                    probs = probs.reshape(B, T, *probs.shape[2:])
-                getattr(maps, name).append(probs)
-        if space_only:
-            cls = cls.reshape(B, T, -1).mean(dim=1)  # average the frames before the final norm
-        return self.norm(cls), maps
 
     def forward(self, video: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, AttentionMaps]:
         """video (B, T, C, H, W), normalised -> logits (B, num_classes) [, AttentionMaps]."""

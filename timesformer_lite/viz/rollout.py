@@ -40,14 +40,12 @@ Built in notebooks/08_attention_maps.ipynb.
 
 from __future__ import annotations
 
-import re
-
 import torch
 from einops import rearrange
 from torch import Tensor
 
 from ..model import GROUPINGS, SCHEMES, AttentionMaps
-from ..model.blocks import axis_sizes
+from ..model.blocks import lengths
 from .maps import Head, fuse_heads, scheme_of
 
 
@@ -58,10 +56,8 @@ def token_index(grouping: str, grid: tuple[int, int, int], device: torch.device 
     """
     T, h, w = grid
     pattern = GROUPINGS[grouping].pattern
-    names = set(re.findall(r"[a-z]+", pattern))
-    sizes = {k: v for k, v in axis_sizes(1, T, h, w).items() if k in names}
     tokens = 1 + torch.arange(T * h * w, device=device).reshape(1, T, h * w, 1)  # (b=1, T, N, d=1)
-    return rearrange(tokens, pattern, **sizes)[..., 0]
+    return rearrange(tokens, pattern, **lengths(pattern, 1, T, h, w))[..., 0]
 
 
 def step_matrix(probs: Tensor, grouping: str, grid: tuple[int, int, int], head: Head = "mean") -> Tensor:
