@@ -88,8 +88,16 @@ def test_a_killed_run_resumes_to_exactly_the_same_weights(smoke_data, tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     total = reference.summary["history"][-1]["global_step"]
     assert killed_at is not None and killed_at < total
+    at_kill = torch.load(last, map_location="cpu", weights_only=True)
     resumed = run("smoke", [*args, "train.name=killed", "train.resume=auto"])
     assert resumed.history[-1]["global_step"] == total
+    # the epoch cut by the kill reports all of its steps, not only those run after the resume
+    assert [(r["epoch"], r["loss"], r["top1"]) for r in resumed.history] == [
+        (r["epoch"], r["loss"], r["top1"]) for r in reference.history
+    ]
+    cut = resumed.history[at_kill["epoch"]]
+    assert at_kill["step_in_epoch"] == 0 or cut["seconds"] > at_kill["epoch_seconds"] > 0
+    assert all(r["clips_per_s"] > 0 for r in resumed.history)
     a, b = final_weights(reference.run_dir), final_weights(resumed.run_dir)
     assert a.keys() == b.keys()
     for k in a:

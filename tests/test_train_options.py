@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import timesformer_lite as tl
-from timesformer_lite.model import Attention, Mlp
+from timesformer_lite.model import Attention, Block, Mlp
 from timesformer_lite.train.options import (
+    ClassTokenOnlyBlock,
     GeluLinear,
     ShortRowSoftmax,
     TrainingOptions,
@@ -46,8 +47,8 @@ def logits_and_gradients(model: tl.TimeSformer, video: torch.Tensor) -> tuple[to
 
 
 def test_the_trainer_defaults_are_explicit_attention_on_cpus_and_fused_with_gelu_recompute_on_gpus():
-    assert training_options(torch.device("cpu")) == TrainingOptions(False, True, False)
-    assert training_options(torch.device("cuda", 0)) == TrainingOptions(True, False, True)
+    assert training_options(torch.device("cpu")) == TrainingOptions(False, True, False, True)
+    assert training_options(torch.device("cuda", 0)) == TrainingOptions(True, False, True, True)
 
 
 @pytest.mark.parametrize("options", EVERY_OPTION, ids=str)
@@ -68,7 +69,8 @@ def test_options_keep_every_parameter_object_and_state_dict_name():
     model = tiny()
     params = dict(model.named_parameters())
     keys = list(model.state_dict())
-    apply_training_options(model, TrainingOptions(False, True, True))
+    apply_training_options(model, TrainingOptions(False, True, True, True))
+    assert isinstance(model.blocks[-1], ClassTokenOnlyBlock) and type(model.blocks[0]) is Block
     assert all(isinstance(m.fc2, GeluLinear) for m in model.modules() if isinstance(m, Mlp))
     assert all(
         isinstance(m.softmax, ShortRowSoftmax) and not m.fused_attn for m in model.modules() if isinstance(m, Attention)
@@ -82,6 +84,18 @@ def test_options_keep_every_parameter_object_and_state_dict_name():
         if isinstance(m, Mlp)
     )
     assert all(p is params[n] for n, p in model.named_parameters())
+
+
+def test_class_token_only_block_gives_the_full_blocks_maps_when_they_are_asked_for():
+    model = tiny().eval()
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        want, want_maps = model(video, return_attention=True)
+        apply_training_options(model, TrainingOptions(class_token_only=True))
+        got, got_maps = model(video, return_attention=True)
+        fast = model(video)
+    assert torch.equal(got, want) and len(got_maps.space) == len(want_maps.space) == 2
+    torch.testing.assert_close(fast, want, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("length", [3, 8, 15, 16, 40])
