@@ -40,7 +40,7 @@ from .config import Config, DataConfig
 from .data.annotations import VIDEO_EXTENSIONS
 from .data.clip import Views, load_views
 from .data.decode import VideoReadError
-from .train.metrics import average_views
+from .utils import average_views, pick_device
 
 AVERAGES = ("logits", "softmax")
 
@@ -210,7 +210,6 @@ def load_model(model_or_checkpoint: nn.Module | str | Path, device: str | None =
         device: "auto" (a GPU when there is one), "cpu", "cuda", ...; None keeps a model where it is and
             loads a checkpoint with "auto".
     """
-    from .train.distributed import pick_device
     from .weights import load_pretrained
 
     if isinstance(model_or_checkpoint, nn.Module):

@@ -1,4 +1,5 @@
-"""Small helpers: parameter counts, FLOPs (torch's own counter), seeding, and the `info` command."""
+"""Small helpers: the device, view averaging, parameter counts, FLOPs (torch's own counter), seeding, and the
+`info` command."""
 
 from __future__ import annotations
 
@@ -9,11 +10,36 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ModelConfig, load_config
 from .model import TimeSformer
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` is the process's GPU if there is one, else the CPU."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but no CUDA GPU is visible; use train.device=cpu")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{local_rank}")
+    return device
+
+
+def average_views(scores: Tensor, method: str) -> Tensor:
+    """(B, V, classes) per-view outputs -> (B, classes) per-video scores.
+
+    "logits" averages raw logits (official sums them, PaddleVideo averages: same ranking); "softmax"
+    averages probabilities (mmaction2), which lets no single confident view dominate.
+    """
+    if method == "logits":
+        return scores.mean(dim=1)
+    if method == "softmax":
+        return scores.softmax(dim=-1).mean(dim=1)
+    raise ValueError(f"view averaging {method!r} is not one of logits, softmax")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

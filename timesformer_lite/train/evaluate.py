@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import Config
+from ..utils import average_views, pick_device
 from .distributed import DistEnv, all_gather_cat, all_reduce_sum
 from .metrics import (
-    average_views,
     confusion_matrix,
     pair_partners,
     per_class_accuracy,
@@ -221,7 +221,6 @@ def test_checkpoint(
     """Run the test protocol of the checkpoint's own config (plus overrides) and write the report."""
     from ..config import load_config
     from ..weights import load_pretrained
-    from .distributed import pick_device
 
     model = load_pretrained(checkpoint)
     base = getattr(model, "run_config", None)

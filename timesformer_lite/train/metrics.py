@@ -1,6 +1,6 @@
 """Classification metrics: top-k, per-class accuracy, confusion matrix, and within-pair accuracy.
 
-Within-pair accuracy is the toy-motions measure (see shared/reference/toy-motions.md): classes come in pairs
+Within-pair accuracy is the toy-motions measure (see docs/toy_motions.md): classes come in pairs
 that differ only in temporal order, and a prediction is right within its pair when the true class's score
 beats its partner's. A model blind to frame order sits at 50 % on it, whatever its overall accuracy.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from ..utils import average_views  # noqa: F401 (its home is utils, beside predict's other needs)
 
 
 def topk_correct(scores: Tensor, labels: Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, int]:
@@ -40,16 +42,3 @@ def within_pair_accuracy(scores: Tensor, labels: Tensor, partners: Tensor) -> fl
     partner = partners[labels]
     rows = torch.arange(len(labels))
     return float((scores[rows, labels] > scores[rows, partner]).double().mean())
-
-
-def average_views(scores: Tensor, method: str) -> Tensor:
-    """(B, V, classes) per-view outputs -> (B, classes) per-video scores.
-
-    "logits" averages raw logits (official sums them, PaddleVideo averages: same ranking); "softmax"
-    averages probabilities (mmaction2), which lets no single confident view dominate.
-    """
-    if method == "logits":
-        return scores.mean(dim=1)
-    if method == "softmax":
-        return scores.softmax(dim=-1).mean(dim=1)
-    raise ValueError(f"view averaging {method!r} is not one of logits, softmax")

@@ -12,7 +12,9 @@ is exact: clip order and augmentation are functions of (seed, epoch, position), 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import resource
 import sys
@@ -31,14 +33,21 @@ from ..config import Config, load_config
 from ..data import build_dataset, build_loader, workers_for
 from ..model import TimeSformer
 from ..utils import seed_everything
-from .checkpoint import FORMAT, atomic_save, find_resume, load_training_checkpoint, rng_state, set_rng_state
+from ..weights.checkpoint import read_trainer_checkpoint
+from ..weights.io import atomic_write
+from .checkpoint import FORMAT, RunFolder, config_changes, find_resume, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistEnv, all_reduce_sum, setup, teardown
 from .evaluate import EvalResult, autocast_for, evaluate, summary_line, test_protocol
 from .optim import build_optimizer, build_scheduler, scaled_lr
+from .options import apply_training_options, training_options
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run can resume from."""
 
 
 @dataclass
@@ -81,11 +90,34 @@ class MetricsLog:
             return
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # the line is on disk before the checkpoint that follows it
         if self.tb is not None:
             step = record.get("global_step", 0)
             for k, v in record.items():
                 if isinstance(v, int | float) and k not in ("epoch", "global_step") and v is not None:
                     self.tb.add_scalar(f"{record.get('split', 'train')}/{k}", v, step)
+
+    def rewind(self, epoch: int, global_step: int) -> None:
+        """Drop the records a resume from (epoch, global_step) will write again: epoch lines past `epoch`,
+        other lines past `global_step`, and a line cut by a kill. A save that failed after its epoch line
+        was written, or a kill between the two, would otherwise leave that epoch twice in the file."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            if record.get("split") == "epoch" and record.get("epoch", 0) > epoch:
+                continue
+            if record.get("split") != "epoch" and record.get("global_step", 0) > global_step:
+                continue
+            kept.append(line + "\n")
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(kept)))
 
     def close(self) -> None:
         if self.tb is not None:
@@ -118,9 +150,15 @@ def run(cfg: Config | str | dict, overrides: list[str] | dict | None = None) -> 
     """Train (and test) one configuration; returns a `RunResult`. Joins DDP when launched by torchrun."""
     cfg = load_config(cfg, overrides)
     env = setup(cfg.train.device)
+    # the main process holds the run folder for the whole run: a second training there fails at once
+    folder = None
     try:
+        if env.main:
+            folder = RunFolder(Path(cfg.train.out_dir) / cfg.train.name)
         return Trainer(cfg, env).fit()
     finally:
+        if folder is not None:
+            folder.close()
         teardown(env)
 
 
@@ -130,7 +168,8 @@ class Trainer:
     def __init__(self, cfg: Config, env: DistEnv) -> None:
         self.cfg, self.env = cfg, env
         t = cfg.train
-        self.run_dir = Path(t.out_dir) / t.name
+        self.run_dir = Path(t.out_dir) / t.name  # held by `run` (RunFolder); train.name cannot leave out_dir
+        self.saved_at: tuple[int, int] | None = None  # (epoch, step) that last.pt holds
         self.device = env.device
         seed_everything(t.seed)  # identical initial weights on every rank
         self.train_set = build_dataset(cfg, "train")
@@ -144,11 +183,14 @@ class Trainer:
         self.pairs = cfg.data.dataset == "toy"
         model = build_model(cfg).to(self.device)
         model.set_grad_checkpointing(t.grad_checkpointing)
-        self.raw_model = model
+        self.options = training_options(self.device)
+        self.raw_model = apply_training_options(model, self.options)
+        if t.compile:  # before the DDP wrap, as DDP's own hooks expect (and nanoGPT does)
+            model = torch.compile(model)
         if env.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DDP(model, device_ids=ids, gradient_as_bucket_view=True)
-        self.model = torch.compile(model) if t.compile else model
+        self.model = model
         torch.manual_seed(t.seed + env.rank)  # dropout / drop path differ per rank
         workers = workers_for(cfg.data.num_workers, self.device)
         self.train_loader = build_loader(
@@ -185,6 +227,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.skipped = 0
         self.train_time, self.train_clips = 0.0, 0
+        self.epoch_totals, self.epoch_clips, self.epoch_seconds = torch.zeros(2, dtype=torch.float64), 0, 0.0
+        self.epoch_start = time.perf_counter()
         self.log = MetricsLog(self.run_dir, env.main)
 
     # ---- checkpoints -------------------------------------------------------------------------------------
@@ -210,16 +254,28 @@ class Trainer:
                 history=self.history,
                 skipped=self.skipped,
                 train_time=self.train_time,
+                epoch_totals=self.epoch_totals.cpu(),  # the current epoch so far: a resume continues its records
+                epoch_clips=self.epoch_clips,
+                epoch_seconds=time.perf_counter() - self.epoch_start if self.step_in_epoch else 0.0,
                 train_clips=self.train_clips,
             )
         return state
 
     def save(self, name: str, with_training_state: bool = True) -> None:
         if self.env.main:
-            atomic_save(self.state(with_training_state), self.run_dir / name)
+            save_checkpoint(self.state(with_training_state), self.run_dir / name)
+        if with_training_state:
+            self.saved_at = (self.epoch, self.step_in_epoch)
 
     def resume(self, path: Path) -> None:
-        ckpt = load_training_checkpoint(path)
+        """Continue from a checkpoint with everything a resume needs, written by a run of the same config."""
+        ckpt = read_trainer_checkpoint(path, training_state=True)
+        changed = config_changes(ckpt["config"], self.cfg.to_dict())
+        if changed:
+            raise ValueError(
+                f"cannot resume from '{path}': it was written with another config ({'; '.join(changed[:4])}); "
+                "an exact resume needs the same settings: undo the change, or start a new run with another train.name"
+            )
         self.raw_model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -229,20 +285,46 @@ class Trainer:
         self.best_top1, self.best_epoch = ckpt["best_top1"], ckpt["best_epoch"]
         self.history, self.skipped = ckpt["history"], ckpt["skipped"]
         self.train_time, self.train_clips = ckpt["train_time"], ckpt["train_clips"]
+        if "epoch_totals" in ckpt:  # written since the epoch's records survive a resume
+            self.epoch_totals, self.epoch_clips = ckpt["epoch_totals"], ckpt["epoch_clips"]
+            self.epoch_seconds = ckpt["epoch_seconds"]
         set_rng_state(ckpt["rng"])
+        self.saved_at = (self.epoch, self.step_in_epoch)
+        self.log.rewind(self.epoch, self.global_step)
         if self.env.main:
             print(f"resumed from {path}: epoch {self.epoch + 1}, step {self.step_in_epoch}/{self.steps_per_epoch}")
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def fit(self) -> RunResult:
+        """Train to `train.epochs`, validating and checkpointing each epoch, then test best.pt.
+
+        Raises:
+            TrainingInterrupted: on Ctrl-C, saying where the run can resume from.
+        """
+        try:
+            return self._fit()
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.interrupted()) from None
+
+    def interrupted(self) -> str:
+        """Where an interrupted run stands and where it can resume from."""
+        where = f"interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}/{self.steps_per_epoch}"
+        if self.saved_at is None or not (self.run_dir / "last.pt").is_file():
+            return f"{where}; no checkpoint was written yet, so a new run starts from the beginning"
+        epoch, step = self.saved_at
+        return (
+            f"{where}; resume from '{self.run_dir / 'last.pt'}' (epoch {epoch + 1}, step {step}/{self.steps_per_epoch}) "
+            "by running the same command with train.resume=auto"
+        )
+
+    def _fit(self) -> RunResult:
         t = self.cfg.train
-        if self.env.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(self.cfg.to_yaml())
         resume = find_resume(t.resume, self.run_dir)
         if resume is not None:
-            self.resume(resume)
+            self.resume(resume)  # before config.yaml is written: a refused resume leaves the run folder as it was
         if self.env.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(self.cfg.to_yaml()))
             n = sum(p.numel() for p in self.raw_model.parameters())
             print(
                 f"training {t.name}: {n:,} parameters, {len(self.train_set)} train / {len(self.val_set)} val clips, "
@@ -255,6 +337,7 @@ class Trainer:
             record = {"epoch": self.epoch, "global_step": self.global_step, **train_stats}
             if self.epoch % t.eval_every == 0 or self.epoch == t.epochs:
                 val = self.validate()
+                self.skipped += val.skipped  # counted over every rank already
                 record.update({f"val_{k}": v for k, v in val.metrics().items()})
                 if val.top1 > self.best_top1:
                     self.best_top1, self.best_epoch = val.top1, self.epoch
@@ -279,9 +362,15 @@ class Trainer:
         )
 
     def train_epoch(self) -> dict[str, float]:
+        """One epoch (or the rest of one, after a resume). The loss, accuracy and finiteness are accumulated on
+        the device and read once per optimizer step, so a GPU never waits on the host within a step."""
         t = self.cfg.train
         sampler = self.train_loader.sampler
         sampler.set_epoch(self.epoch, start=self.step_in_epoch * t.grad_accum * t.batch_size)
+        if self.step_in_epoch == 0:
+            self.epoch_totals, self.epoch_clips, self.epoch_seconds = torch.zeros(2, dtype=torch.float64), 0, 0.0
+        totals = self.epoch_totals = self.epoch_totals.to(self.device)  # loss sum, correct (this rank)
+        self.epoch_start = time.perf_counter() - self.epoch_seconds  # the epoch's seconds before a resume count
         self.model.train()
         progress = tqdm(
             total=self.steps_per_epoch,
@@ -290,40 +379,39 @@ class Trainer:
             disable=not _progress_enabled(self.env),
             leave=False,
         )
-        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips (this rank)
-        micro, tic, clips = 0, time.perf_counter(), 0
+        step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        micro = 0
         for batch in self.train_loader:
             if self.step_in_epoch >= self.steps_per_epoch:
                 break
             self.skipped += batch["skipped"]
             video = batch["video"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)
-            sync = micro + 1 == t.grad_accum or not isinstance(self.model, DDP)
-            with autocast_for(self.device, t.amp):
-                if isinstance(self.model, DDP) and not sync:
-                    with self.model.no_sync():
-                        loss, logits = self.forward_backward(video, labels)
-                else:
-                    loss, logits = self.forward_backward(video, labels)
-            totals += torch.tensor(
-                [loss.item() * len(labels), (logits.argmax(1) == labels).sum().item(), len(labels)], dtype=torch.float64
-            )
-            clips += len(labels)
             micro += 1
-            if micro < t.grad_accum:
+            last_micro = micro == t.grad_accum
+            # DDP all-reduces gradients in the backward pass: only in a step's last micro-batch
+            sync = contextlib.nullcontext() if last_micro or not isinstance(self.model, DDP) else self.model.no_sync()
+            with sync:
+                loss, logits = self.forward_backward(video, labels)
+            step_loss += loss
+            totals += torch.stack([loss * len(labels), (logits.argmax(1) == labels).sum().double()])
+            self.epoch_clips += len(labels)
+            if not last_micro:
                 continue
             micro = 0
+            mean_loss = self.checked_loss(step_loss / t.grad_accum)  # the step's one read of the device
+            step_loss.zero_()
             self.optimizer_step()
             self.step_in_epoch += 1
             self.global_step += 1
             progress.update(1)
-            elapsed = time.perf_counter() - tic
-            progress.set_postfix(loss=f"{loss.item():.3f}", clips_s=f"{clips * self.env.world_size / elapsed:.0f}")
+            clips_s = self.epoch_clips * self.env.world_size / max(time.perf_counter() - self.epoch_start, 1e-9)
+            progress.set_postfix(loss=f"{mean_loss:.3f}", clips_s=f"{clips_s:.0f}")
             if t.checkpoint_every and self.global_step % t.checkpoint_every == 0:
                 self.save("last.pt")
         progress.close()
-        elapsed = time.perf_counter() - tic
-        totals = all_reduce_sum(totals.to(self.device), self.env).cpu()
+        elapsed = time.perf_counter() - self.epoch_start
+        totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([self.epoch_clips])]), self.env).cpu()
         self.train_time += elapsed
         self.train_clips += int(totals[2])
         return {
@@ -335,18 +423,25 @@ class Trainer:
         }
 
     def forward_backward(self, video: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward under autocast, backward outside it; returns the loss (float64, detached) and the logits."""
         t = self.cfg.train
-        logits = self.model(video)
+        with autocast_for(self.device, t.amp):
+            logits = self.model(video)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=t.label_smoothing)
-        finite = torch.tensor([float(torch.isfinite(loss))], device=self.device)
-        if all_reduce_sum(finite, self.env).item() < self.env.world_size:
+        self.scaler.scale(loss / t.grad_accum).backward()
+        return loss.detach().double(), logits.detach()
+
+    def checked_loss(self, loss: torch.Tensor) -> float:
+        """The step's mean loss over every rank, read once; stops the run (before the optimizer step, so the
+        weights stay good) when any rank's loss is NaN or infinite."""
+        value = all_reduce_sum(loss.reshape(1).clone(), self.env).item() / self.env.world_size
+        if not math.isfinite(value):
             raise TrainingDiverged(
-                f"loss is {loss.item()} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}: training stopped. "
+                f"loss is {value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}: training stopped. "
                 f"The last good checkpoint is kept at {self.run_dir / 'last.pt'}; lower train.lr, set "
                 f"train.clip_grad (e.g. 1.0) or train.amp=none, then resume with train.resume=auto"
             )
-        self.scaler.scale(loss / t.grad_accum).backward()
-        return loss.detach(), logits.detach()
+        return value
 
     def optimizer_step(self) -> None:
         t = self.cfg.train
@@ -373,7 +468,7 @@ class Trainer:
         """The reference test protocol on best.pt (rank 0 only); writes the report into run_dir/test."""
         best = self.run_dir / "best.pt"
         if best.is_file():
-            self.raw_model.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["model"])
+            self.raw_model.load_state_dict(read_trainer_checkpoint(best)["model"])
         result, _ = test_protocol(self.raw_model, self.cfg, self.device, self.run_dir / "test")
         self.skipped += result.skipped
         print(summary_line(result))

@@ -9,15 +9,15 @@ original model run on inputs of that size.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from ..model.timesformer import TimeSformer, resize_pos_embed, resize_time_embed
 from .checkpoint import Checkpoint
 from .infer import attention_type_of, infer_model_fields
 from .io import WeightsError
@@ -72,19 +72,6 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def resize_pos_embed(pos: Tensor, grid: int) -> Tensor:
-    """(1, 1+g*g, D) -> (1, 1+grid*grid, D): 2-D nearest over the patch grid, the class position kept."""
-    g = math.isqrt(pos.shape[1] - 1)
-    patches = pos[:, 1:].reshape(1, g, g, -1).permute(0, 3, 1, 2)  # (1, D, g, g)
-    patches = F.interpolate(patches, size=(grid, grid), mode="nearest")
-    return torch.cat([pos[:, :1], patches.flatten(2).transpose(1, 2)], dim=1)
-
-
-def resize_time_embed(time: Tensor, T: int) -> Tensor:
-    """(1, T0, D) -> (1, T, D): nearest over frames."""
-    return F.interpolate(time.transpose(1, 2), size=T, mode="nearest").transpose(1, 2)
-
-
 def _shape(t: Tensor) -> str:
     return str(tuple(t.shape))
 
@@ -93,13 +80,19 @@ def _adapt(ckpt: Checkpoint, target: ModelConfig, keep_vit_head: bool, report: L
     """The checkpoint's tensors changed as the target config explicitly asks (inflate, resize, new head)."""
     state = dict(ckpt.state_dict)
     source = ckpt.config.model
-    if ckpt.image:
+    # an image ViT is inflated when the target adds a time axis; as a space_only model it is used as it is
+    inflating = ckpt.image and target.attention_type != "space_only"
+    if inflating:
         state, inflated = inflate(state, target)
         report.keys.update(inflated)
         report.notes.append(
             f"inflated an image ViT into {target.attention_type} attention with {target.num_frames} frames"
         )
-    drop_head = target.num_classes != source.num_classes or (ckpt.image and not keep_vit_head)
+    elif ckpt.image:
+        report.notes.append("an image ViT used as a space_only model (no time axis to add); its head is kept")
+    # a trained classifier is dropped only when the caller asks: another class count, or an ImageNet head
+    # of a ViT being inflated into a video model (unless keep_vit_head)
+    drop_head = target.num_classes != source.num_classes or (inflating and not keep_vit_head)
     if drop_head and any(k.startswith("head.") for k in state):
         why = (
             "ImageNet head not kept"
@@ -115,7 +108,7 @@ def _adapt(ckpt: Checkpoint, target: ModelConfig, keep_vit_head: bool, report: L
             report.keys.update({k: "new (initialised)" for k in ("head.weight", "head.bias")})
     if target.img_size != source.img_size and "pos_embed" in state and target.patch_size == source.patch_size:
         old = state["pos_embed"]
-        state["pos_embed"] = resize_pos_embed(old, target.grid)
+        state["pos_embed"] = resize_pos_embed(old, target.grid, target.grid)
         report.keys["pos_embed"] = f"resized {_shape(old)} -> {_shape(state['pos_embed'])} (2-D nearest)"
         report.notes.append(f"pos_embed resized for img_size {source.img_size} -> {target.img_size}")
     if target.num_frames != source.num_frames and "time_embed" in state and not ckpt.image:
@@ -143,6 +136,19 @@ def _listing(keys: list[str], limit: int = 8) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def check_fit(
+    target: ModelConfig, ckpt: Checkpoint, what: str, strict: bool = True, keep_vit_head: bool = False
+) -> None:
+    """Raise the error `fit` would raise, without allocating the model or any tensor.
+
+    The model and the checkpoint's tensors are taken on the meta device (shapes only), so a file whose
+    recorded config asks for a huge model is refused before that model is built.
+    """
+    shapes = dataclasses.replace(ckpt, state_dict={k: v.to("meta") for k, v in ckpt.state_dict.items()})
+    with torch.device("meta"):  # inflation and resizing make their new tensors on it too
+        _plan(TimeSformer(target).state_dict(), target, shapes, what, strict, keep_vit_head)
+
+
 def fit(model: nn.Module, ckpt: Checkpoint, what: str, strict: bool = True, keep_vit_head: bool = False) -> LoadReport:
     """Load `ckpt` into `model` (built from the target config), reporting every key.
 
@@ -156,10 +162,27 @@ def fit(model: nn.Module, ckpt: Checkpoint, what: str, strict: bool = True, keep
     Raises:
         WeightsError: when not strict-clean, naming the keys and the fix.
     """
-    report = LoadReport(what, notes=list(ckpt.notes))
-    target: ModelConfig = model.cfg
-    state = _adapt(ckpt, target, keep_vit_head, report)
     own = model.state_dict()
+    report, fitting = _plan(own, model.cfg, ckpt, what, strict, keep_vit_head)
+    with torch.no_grad():
+        for k, v in fitting.items():
+            own[k].copy_(v)
+    log.info(report.summary())
+    for note in report.notes:
+        log.info("  %s", note)
+    for note in report.assumed:
+        log.warning("%s: %s", what, note)
+    for k, status in report.keys.items():
+        log.debug("  %s: %s", k, status)
+    return report
+
+
+def _plan(
+    own: dict[str, Tensor], target: ModelConfig, ckpt: Checkpoint, what: str, strict: bool, keep_vit_head: bool
+) -> tuple[LoadReport, dict[str, Tensor]]:
+    """The report of every key and the tensors to copy into a model whose state dict is `own`."""
+    report = LoadReport(what, notes=list(ckpt.notes))
+    state = _adapt(ckpt, target, keep_vit_head, report)
     fitting = {}
     for k, v in own.items():
         if k not in state:
@@ -187,14 +210,4 @@ def fit(model: nn.Module, ckpt: Checkpoint, what: str, strict: bool = True, keep
             f"depth={target.depth}): {problems}. Fix: {_hint(ckpt, target)}"
             "strict=False to load the keys that fit and keep the rest at initialisation"
         )
-    with torch.no_grad():
-        for k, v in fitting.items():
-            own[k].copy_(v)
-    log.info(report.summary())
-    for note in report.notes:
-        log.info("  %s", note)
-    for note in report.assumed:
-        log.warning("%s: %s", what, note)
-    for k, status in report.keys.items():
-        log.debug("  %s: %s", k, status)
-    return report
+    return report, fitting
