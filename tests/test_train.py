@@ -151,6 +151,39 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_data,
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+def test_the_training_step_reads_the_device_once_per_optimizer_step_not_per_micro_batch(
+    smoke_data, tmp_path, monkeypatch
+):
+    from timesformer_lite.train.trainer import Trainer
+
+    reads, training = [], []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, _name=name, **k):
+            caller = sys._getframe(1).f_code.co_filename  # our code's reads (torch's optimizers keep steps on the CPU)
+            if training and "timesformer_lite" in caller:
+                reads.append(_name)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    epoch = Trainer.train_epoch
+
+    def train_epoch(self):
+        training.append(True)
+        try:
+            return epoch(self)
+        finally:
+            training.clear()
+
+    monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
+    result = run("smoke", smoke(smoke_data, tmp_path, "train.epochs=1", "train.test=false", "train.grad_accum=2"))
+    steps = result.history[-1]["global_step"]
+    assert steps == 5  # 80 clips, batches of 8, two micro-batches a step
+    assert reads.count("item") == steps  # the step's mean loss and finiteness, one read after both micro-batches
+    assert len(reads) <= steps + 8  # and the epoch's totals (and the sampler's order), read once an epoch
+
+
 def test_test_protocol_averages_every_view_of_every_video(smoke_data):
     cfg = tl.load_config("smoke", [f"data.root={smoke_data}", "data.num_clips=2", "data.num_crops=3"])
     dataset = build_dataset(cfg, "test")
