@@ -1,12 +1,15 @@
 """`timesformer-lite` and `python -m timesformer_lite`: one entry point, one module per subcommand.
 
 Each subcommand lives beside the code it drives and exposes `main(argv) -> int`; this file only
-dispatches, so importing the CLI never imports the whole package. Errors a user can fix print as one
-line (set TIMESFORMER_DEBUG=1 for the traceback).
+dispatches, so importing the CLI never imports the whole package. Errors a user can fix (a bad config,
+file or checkpoint, a full disk, a folder that cannot be written, a diverged run) print as one line naming
+the thing and the fix, and exit 2; Ctrl-C prints one line (for training: where to resume from) and exits 130.
+Set TIMESFORMER_DEBUG=1 for the traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -20,9 +23,38 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("timesformer_lite.predict", "top-k labels for your own videos"),
     "toy-data": ("timesformer_lite.data.toy", "generate the toy-motions dataset"),
     "convert": ("timesformer_lite.weights.convert", "convert checkpoints between formats"),
+    "download": ("timesformer_lite.weights.download", "download published checkpoints by name (--list)"),
     "export": ("timesformer_lite.export", "export to ONNX or TorchScript"),
-    "bench": ("timesformer_lite.bench", "speed benchmarks against Hugging Face"),
 }
+
+
+# what to do about an OSError, by errno; the error itself names the file
+_OS_FIXES = {
+    errno.ENOSPC: "free space on that disk, or write somewhere else (e.g. train.out_dir=... or --out ...)",
+    errno.EDQUOT: "free space within your quota, or write somewhere else",
+    errno.EACCES: "check its permissions, or use a folder you can write",
+    errno.EPERM: "check its permissions, or use a folder you can write",
+    errno.EROFS: "that file system is read-only: write somewhere else",
+    errno.ENOTDIR: "a file stands where a folder is needed: move it or choose another path",
+    errno.EEXIST: "a file stands where a folder is needed: move it or choose another path",
+    errno.EISDIR: "that is a folder: give a file",
+}
+
+
+def describe(e: BaseException) -> str:
+    """The one line printed for an error a user can fix."""
+    if isinstance(e, OSError) and e.strerror:
+        where = f" '{e.filename}'" if e.filename else ""
+        fix = _OS_FIXES.get(e.errno)
+        return f"{e.strerror}{where}" + (f"; {fix}" if fix else "")
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _diverged(e: BaseException) -> bool:
+    """A `TrainingDiverged` (its message says what to change), without importing the trainer to ask."""
+    trainer = sys.modules.get("timesformer_lite.train.trainer")
+    return trainer is not None and isinstance(e, trainer.TrainingDiverged)
 
 
 def usage() -> str:
@@ -40,13 +72,18 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"timesformer-lite: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
     try:
+        module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except KeyboardInterrupt as e:  # the trainer's TrainingInterrupted says where to resume from
         if os.environ.get("TIMESFORMER_DEBUG"):
             raise
-        print(f"timesformer-lite {name}: error: {e}", file=sys.stderr)
+        print(f"timesformer-lite {name}: interrupted" + (f": {e}" if str(e) else ""), file=sys.stderr)
+        return 130
+    except (ConfigError, ValueError, OSError, RuntimeError) as e:
+        if os.environ.get("TIMESFORMER_DEBUG") or (isinstance(e, RuntimeError) and not _diverged(e)):
+            raise  # any other RuntimeError is a bug to report, with its traceback
+        print(f"timesformer-lite {name}: error: {describe(e)}", file=sys.stderr)
         return 2
 
 

@@ -5,22 +5,28 @@ One mechanism serves the CLI (`--config toy model.depth=4`), papermill (a YAML o
     cfg = load_config("toy", ["model.depth=4", "train.epochs=2"])
     cfg.model.depth  # 4
 
-Unknown keys and values of the wrong type raise `ConfigError` naming the key, so a typo never
-silently trains the wrong model.
+Unknown keys, values of the wrong type and values that make no sense (`model.depth=0`, `train.epochs=-1`,
+`model.embed_dim` not divisible by `model.num_heads`, ...) raise `ConfigError` naming the key when the
+config is built, so a typo never silently trains the wrong model or fails an hour later.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
+
+# the data package's names, defined here where the config is checked (the data package imports torch)
+DATASETS = ("toy", "list", "csv", "folder", "ucf101", "kinetics", "hmdb51")
+SAMPLINGS = ("segment", "linspace", "dense")
 
 ATTENTION_TYPES = (
     "divided_space_time",
@@ -32,7 +38,31 @@ ATTENTION_TYPES = (
 
 
 class ConfigError(ValueError):
-    """A config key is unknown or its value has the wrong type."""
+    """A config key is unknown, or its value has the wrong type or makes no sense."""
+
+
+def _require(ok: bool, key: str, value: Any, need: str) -> None:
+    """Raise `ConfigError("key=value need")` unless `ok`."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} {need}")
+
+
+def _at_least(section: Any, prefix: str, minimum: float, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _require(value >= minimum, f"{prefix}.{name}", value, f"must be at least {minimum}")
+
+
+def _fraction(section: Any, prefix: str, *names: str) -> None:
+    """Probabilities that drop something: 1 would drop everything."""
+    for name in names:
+        value = getattr(section, name)
+        _require(0 <= value < 1, f"{prefix}.{name}", value, "must be in [0, 1)")
+
+
+def _one_of(section: Any, prefix: str, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(section, name)
+    _require(value in choices, f"{prefix}.{name}", value, f"is not one of {', '.join(choices)}")
 
 
 @dataclass
@@ -50,6 +80,7 @@ class ModelConfig:
     qkv_bias: bool = True
     num_classes: int = 400  # 0: no head, the model returns the final class-token features
     attention_type: str = "divided_space_time"
+    time_embed: bool | None = None  # None: the scheme's own (none for space_only); true/false to ablate it
     drop_rate: float = 0.0  # dropout after the MLP layers and attention projections
     attn_drop_rate: float = 0.0  # dropout on attention probabilities
     drop_path_rate: float = 0.1  # stochastic depth, linear from 0 to this over the blocks
@@ -58,14 +89,24 @@ class ModelConfig:
     pretrained: str = ""  # weights to start from (any format `load_pretrained` reads); "" for none
 
     def __post_init__(self) -> None:
-        if self.attention_type not in ATTENTION_TYPES:
-            raise ConfigError(
-                f"model.attention_type={self.attention_type!r} is not one of {', '.join(ATTENTION_TYPES)}"
-            )
+        _one_of(self, "model", "attention_type", ATTENTION_TYPES)
+        _at_least(
+            self, "model", 1, "img_size", "patch_size", "in_chans", "num_frames", "embed_dim", "depth", "num_heads"
+        )
+        _at_least(self, "model", 0, "num_classes", "init_std")
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}")
         if self.img_size < self.patch_size:
             raise ConfigError(f"model.img_size={self.img_size} is smaller than model.patch_size={self.patch_size}")
+        hidden = int(self.embed_dim * self.mlp_ratio)
+        _require(
+            hidden >= 1,
+            "model.mlp_ratio",
+            self.mlp_ratio,
+            "must give an MLP of at least 1 unit (embed_dim * mlp_ratio)",
+        )
+        _fraction(self, "model", "drop_rate", "attn_drop_rate", "drop_path_rate")
+        _require(self.layer_norm_eps > 0, "model.layer_norm_eps", self.layer_norm_eps, "must be above 0")
 
     @property
     def grid(self) -> int:
@@ -108,6 +149,34 @@ class DataConfig:
         w = self.num_workers
         if w != "auto" and not (isinstance(w, int) and w >= 0):
             raise ConfigError(f"data.num_workers={w!r} must be a number of processes (0 or more) or auto")
+        _one_of(self, "data", "dataset", DATASETS)
+        _one_of(self, "data", "train_sampling", SAMPLINGS)
+        _one_of(self, "data", "test_sampling", SAMPLINGS)
+        _one_of(self, "data", "backend", ("auto", "decord", "pyav"))
+        _require(self.num_crops in (1, 3), "data.num_crops", self.num_crops, "must be 1 (centre) or 3 (UniformCrop)")
+        _at_least(self, "data", 1, "split", "sampling_rate", "num_clips", "test_scale", "toy_per_class")
+        _require(self.target_fps > 0, "data.target_fps", self.target_fps, "must be above 0")
+        scale = self.train_scale
+        _require(
+            len(scale) == 2 and 1 <= scale[0] <= scale[1],
+            "data.train_scale",
+            scale,
+            "must be [low, high] with 1 <= low <= high",
+        )
+        _require(
+            len(self.mean) == len(self.std),
+            "data.std",
+            self.std,
+            f"must have one value per channel, like data.mean={self.mean}",
+        )
+        _require(all(v > 0 for v in self.std), "data.std", self.std, "must be above 0 (it divides)")
+        _at_least(self, "data", 2, "toy_frames")
+        _require(
+            self.toy_size >= 16 and self.toy_size % 2 == 0,
+            "data.toy_size",
+            self.toy_size,
+            "must be even and at least 16",
+        )
 
 
 @dataclass
@@ -140,6 +209,33 @@ class TrainConfig:
     test_average: str = "logits"  # how test views are combined: logits (official, PaddleVideo) | softmax
     test: bool = True  # run the test protocol on the best checkpoint at the end
 
+    def __post_init__(self) -> None:
+        name = PurePosixPath(self.name.replace("\\", "/"))
+        _require(
+            bool(self.name) and not name.is_absolute() and ".." not in name.parts and name.parts != (".",),
+            "train.name",
+            self.name,
+            "must be a folder name inside train.out_dir (no '..', not absolute), e.g. train.name=toy_divided",
+        )
+        _require(
+            re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None,
+            "train.device",
+            self.device,
+            "is not one of auto, cpu, cuda, cuda:N, mps",
+        )
+        _at_least(self, "train", 1, "epochs", "batch_size", "grad_accum", "lr_batch", "eval_every")
+        _at_least(self, "train", 0, "weight_decay", "warmup_epochs", "clip_grad", "checkpoint_every")
+        _require(self.lr > 0, "train.lr", self.lr, "must be above 0")
+        _require(0 <= self.momentum < 1, "train.momentum", self.momentum, "must be in [0, 1)")
+        _fraction(self, "train", "label_smoothing")
+        _one_of(self, "train", "optimizer", ("sgd", "adamw"))
+        _one_of(self, "train", "schedule", ("step", "cosine"))
+        _one_of(self, "train", "amp", ("none", "bf16", "fp16"))
+        _one_of(self, "train", "test_average", ("logits", "softmax"))
+        _require(
+            all(m >= 1 for m in self.milestones), "train.milestones", self.milestones, "must be epochs (1 or more)"
+        )
+
 
 @dataclass
 class Config:
@@ -168,7 +264,10 @@ def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file '{path}' does not exist; presets are: {', '.join(presets())}")
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file '{path}' cannot be read ({e}); pass a YAML text file") from e
     else:
         res = resources.files("timesformer_lite.configs") / f"{name_or_path}.yaml"
         if not res.is_file():
@@ -176,7 +275,13 @@ def _read_yaml(name_or_path: str | Path) -> dict[str, Any]:
                 f"unknown preset {str(name_or_path)!r}; presets are: {', '.join(presets())} (or pass a .yaml path)"
             )
         text = res.read_text()
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"config {str(name_or_path)!r} is not valid YAML{line}: {problem}; fix the file") from e
     if not isinstance(data, dict):
         raise ConfigError(f"config {str(name_or_path)!r} must be a mapping of sections, got {type(data).__name__}")
     return data

@@ -19,7 +19,9 @@ or ViT file) gets the reference one: 8x32-style `linspace` sampling over the who
 preprocessor_config.json) or else the reference 0.45 / 0.225. Labels are `model.classes`, else "class_<k>".
 
 `explain=OUT` also writes, per video, the attention rollout of the centre view over its frames:
-`OUT/<file name>.png` (one panel per frame) and `OUT/<file name>.gif` (the frames in time).
+`OUT/<file name>.png` (one panel per frame) and `OUT/<file name>.gif` (the frames in time). When two videos
+of one call share a file name, each goes under its path below their common folder instead (`a/x.mp4` and
+`b/x.mp4`: `OUT/a/x.mp4.png` and `OUT/b/x.mp4.png`), so no explanation overwrites another.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -172,6 +175,18 @@ def predict_video(
     return pred
 
 
+def explain_dirs(paths: list[Path], out_dir: str | Path) -> dict[Path, Path]:
+    """The folder each video's explanation goes to: `out_dir`, or, for videos sharing a file name, `out_dir`
+    plus the video's folder below the common folder of all of them (see the module docstring)."""
+    out_dir = Path(out_dir)
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names):
+        return {p: out_dir for p in paths}
+    folders = [p.resolve().parent for p in paths]
+    common = Path(os.path.commonpath(folders))
+    return {p: out_dir / folder.relative_to(common) for p, folder in zip(paths, folders)}
+
+
 @torch.no_grad()
 def explain_video(pred: Prediction, views: Views, model: nn.Module, cfg: Config, out_dir: Path) -> list[Path]:
     """Attention rollout of the centre view (middle clip, middle crop) over its frames: a PNG and a GIF.
@@ -224,10 +239,11 @@ def _predict_each(
     """Each path with its prediction, or with the error that made it unreadable; restores the model's mode."""
     was_training = model.training
     model.eval()
+    folders = explain_dirs(paths, explain) if explain is not None else {}
     try:
         for path in paths:
             try:
-                yield path, predict_video(path, model, cfg, top_k, average, explain)
+                yield path, predict_video(path, model, cfg, top_k, average, folders.get(path))
             except VideoReadError as e:
                 yield path, e
     finally:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import Config
+from ..config import DATASETS, Config
 from .annotations import (
     AnnotationError,
     Items,
@@ -37,11 +37,11 @@ from .annotations import (
 )
 from .clip import clip_transform, sample_clips, views_from_frames
 from .decode import VideoReadError, read_frames, video_info
+from .loader import pool_worker_init
 from .sampling import SAMPLINGS
 from .transforms import ClipTransform
 
 SPLITS = ("train", "val", "test")
-DATASETS = ("toy", "list", "csv", "folder", "ucf101", "kinetics", "hmdb51")
 
 
 class VideoDataset(Dataset):
@@ -122,8 +122,11 @@ class VideoDataset(Dataset):
         """
         jobs = [(str(self.path(i)), self.backend) for i in range(len(self))]
         if workers > 1 and len(jobs) > 64:
-            with ProcessPoolExecutor(workers) as pool:
+            pool = ProcessPoolExecutor(workers, initializer=pool_worker_init, initargs=(os.getpid(),))
+            try:
                 self.cache = list(pool.map(_decode_all, jobs, chunksize=64))
+            finally:  # on Ctrl-C or an error, drop the queued chunks instead of decoding them all first
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             self.cache = [_decode_all(job) for job in jobs]
 

@@ -8,6 +8,9 @@ over an epoch whatever the number of workers. A batch where every item failed ha
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from typing import Any
 
 import torch
@@ -28,6 +31,29 @@ def collate_videos(items: list[dict[str, Any] | None]) -> dict[str, Any]:
         "index": torch.tensor([it["index"] for it in good], dtype=torch.long),
         "skipped": len(items) - len(good),
     }
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.2)
+        if os.getppid() != parent:  # re-parented: the process that made this worker is gone
+            os._exit(1)
+
+
+def pool_worker_init(parent: int) -> None:
+    """Initializer of the decoding / encoding pools (`data.cache` preload, toy generation).
+
+    A pool worker waits on a queue whose pipe it holds both ends of, so it would outlive a parent killed by
+    kill -9 or the OOM killer forever; a watcher thread ends it when it is re-parented. Ctrl-C is left to the
+    parent, which shuts the pool down (one message instead of a traceback per worker).
+
+    Args:
+        parent: the pid of the process that makes the pool (`os.getpid()` there).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getppid() != parent:  # the parent died before this worker started
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
 
 
 def usable_cores() -> int:

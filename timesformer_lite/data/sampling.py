@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLINGS = ("segment", "linspace", "dense")
+from ..config import SAMPLINGS  # noqa: F401 (the names, checked when a config is built)
 
 
 def _check(n: int, num_frames: int) -> None:

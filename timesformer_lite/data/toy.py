@@ -8,7 +8,7 @@ parameter distribution) and then reversed in time, so the unordered set of frame
 distribution for both members of a pair: a single frame, or a model that averages frames, sits at
 chance within a pair, and only temporal modelling separates them.
 
-Recipe "v5" of shared/reference/toy-motions.md (lengths in pixels at 32 px, scaled with size/32):
+The recipe of docs/toy_motions.md (lengths in pixels at 32 px, scaled with size/32):
 textured background (base colour in [0.25, 0.65]^3, two octaves of bilinearly upsampled Gaussian noise
 on 4x4 and 8x8 cells, amplitudes 0.15 and 0.08, random tint), fixed over the clip; a square, disc or
 triangle at a random orientation, its colour at least 0.45 (L2) from the background, anti-aliased by a
@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .decode import pyav
+from .loader import pool_worker_init
 
 CLASSES = (
     "move_right",
@@ -231,7 +232,7 @@ def generate(
     if workers > 1 and len(jobs) > 1:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        with ctx.Pool(min(workers, len(jobs))) as pool:
+        with ctx.Pool(min(workers, len(jobs)), initializer=pool_worker_init, initargs=(os.getpid(),)) as pool:
             pool.map(_write_job, jobs, chunksize=1)
     else:
         for job in jobs:
@@ -245,33 +246,116 @@ def generate(
     return {split: n * len(CLASSES) for split, n in sizes.items()}
 
 
+GENERATED_FILES = ("train.txt", "val.txt", "test.txt", "classes.txt", "toy_meta.json")
+
+
+def foreign_files(root: str | Path) -> list[str]:
+    """What in `root` `generate` did not write (paths relative to it): anything but the list files, the meta
+    file and `{split}/{class}/NNNNN.mp4`."""
+    root = Path(root)
+    foreign = []
+    for entry in sorted(root.iterdir()):
+        if entry.name in GENERATED_FILES and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.name not in SPLIT_IDS or not entry.is_dir() or entry.is_symlink():
+            foreign.append(entry.name)
+            continue
+        for folder in sorted(entry.iterdir()):
+            if folder.name not in CLASSES or not folder.is_dir() or folder.is_symlink():
+                foreign.append(f"{entry.name}/{folder.name}")
+                continue
+            foreign += [
+                f"{entry.name}/{folder.name}/{f.name}"
+                for f in sorted(folder.iterdir())
+                if not (len(f.name) == 9 and f.name[:5].isdigit() and f.name.endswith(".mp4") and f.is_file())
+            ]
+    return foreign
+
+
+def _remove_generated(root: Path) -> None:
+    """Delete what `generate` wrote into `root` (checked with `foreign_files` first), then `root` itself, which
+    is then empty: `rmdir` fails rather than delete a file that appeared in the meantime."""
+    for name in GENERATED_FILES:
+        (root / name).unlink(missing_ok=True)
+    for split in SPLIT_IDS:
+        for label in CLASSES:
+            folder = root / split / label
+            if folder.is_dir():
+                for f in folder.glob("[0-9][0-9][0-9][0-9][0-9].mp4"):
+                    f.unlink()
+                folder.rmdir()
+        if (root / split).is_dir():
+            (root / split).rmdir()
+    root.rmdir()
+
+
+def _remove_stale_tmp(root: Path) -> None:
+    """Temporary folders of generations that were killed (their process is gone)."""
+    for tmp in root.parent.glob(f".{root.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
+def _read_meta(meta: Path) -> dict:
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def ensure_toy_data(root: str | Path, *, per_class: int, frames: int, size: int, seed: int) -> bool:
     """Generate the dataset into `root` unless it already holds one made with these settings.
 
     A root with list files but no `toy_meta.json` is taken as user data and left alone; one whose meta
-    differs is regenerated. Generation goes to a temporary folder that is renamed into place, so
-    concurrent callers (DDP ranks) never see half a dataset.
+    differs is regenerated, removing only what an earlier generation wrote. A root that holds anything else
+    is refused: the dataset never deletes a file it did not make. Generation goes to a temporary folder that
+    is renamed into place, so concurrent callers (DDP ranks) never see half a dataset.
 
     Returns:
         True if data was generated.
+
+    Raises:
+        ValueError: `root` holds files the generator did not write (the message names some).
     """
     root = Path(root)
     want = {"recipe": RECIPE, "per_class": per_class, "frames": frames, "size": size, "seed": seed}
     meta = root / "toy_meta.json"
     if meta.is_file():
-        if json.loads(meta.read_text()) == want:
+        if _read_meta(meta) == want:
             return False
+        foreign = foreign_files(root)
+        if foreign:
+            raise ValueError(
+                f"data.root '{root}' holds toy data made with other settings and also files the generator did not "
+                f"write ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); move them out, or set "
+                "data.root to another folder"
+            )
         warnings.warn(f"toy data in '{root}' was made with other settings; regenerating with {want}", stacklevel=2)
     elif (root / "train.txt").is_file():
         return False
+    elif root.is_dir() and any(root.iterdir()):
+        raise ValueError(
+            f"data.root '{root}' is not empty and holds no toy data (first: {sorted(p.name for p in root.iterdir())[0]}); "
+            "set data.root to a new or empty folder for the toy dataset"
+        )
+    elif root.exists() and not root.is_dir():
+        raise ValueError(f"data.root '{root}' is a file; set data.root to a folder")
+    _remove_stale_tmp(root)
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     generate(tmp, per_class=per_class, frames=frames, size=size, seed=seed)
-    if meta.is_file() and json.loads(meta.read_text()) == want:  # another process finished first
+    if meta.is_file() and _read_meta(meta) == want:  # another process finished first
         shutil.rmtree(tmp, ignore_errors=True)
         return False
-    if root.exists():
-        shutil.rmtree(root)
+    if root.is_dir():
+        _remove_generated(root)
     os.replace(tmp, root)
     return True
 

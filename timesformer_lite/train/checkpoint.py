@@ -1,37 +1,91 @@
-"""Training checkpoints: everything needed to resume exactly, written atomically.
+"""Training checkpoints and the run folder: everything needed to resume exactly, written atomically.
 
 A checkpoint is a `torch.save` of plain containers and tensors (loadable with `weights_only=True`):
 `{"format": "timesformer_lite", "version": 1, "model", "config", "classes", "optimizer", "scheduler",
-"scaler", "epoch", "step_in_epoch", "global_step", "best_top1", "history", "rng"}`. `load_pretrained`
-reads the same files for prediction and fine-tuning.
+"scaler", "epoch", "step_in_epoch", "global_step", "best_top1", "history", "rng"}`, written with
+`weights.io.atomic_write` and read back with `weights.checkpoint.read_trainer_checkpoint` (the readers
+`load_pretrained` uses too).
+
+A run folder (`train.out_dir/train.name`) belongs to one training at a time: `RunFolder` holds an
+exclusive lock on its `.lock` file for as long as the run lives (the OS drops it when the process dies,
+even by kill -9), and removes the temporary files a killed write left behind.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-FORMAT = "timesformer_lite"
+from ..weights.checkpoint import FORMAT
+from ..weights.io import atomic_write
+
+__all__ = ["FORMAT", "RunFolder", "config_changes", "find_resume", "rng_state", "save_checkpoint", "set_rng_state"]
+
+# keys a resumed run may change: how long it runs, where, how it loads data and reports; none of them
+# changes the weights a step computes (exact resume)
+RESUMABLE_CHANGES = (
+    "train.epochs",
+    "train.resume",
+    "train.device",
+    "train.test",
+    "train.test_average",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.compile",
+    "train.out_dir",
+    "data.num_workers",
+    "data.cache",
+    "data.root",
+    "data.num_clips",
+    "data.num_crops",
+)
 
 
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename: a reader (or a crash) never
-    sees half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+class _Writes:
+    """A file for `torch.save` that keeps the OSError of a failed write: torch reports a full disk only as
+    "unexpected pos" in a RuntimeError."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+def save_checkpoint(obj: Any, path: str | Path) -> Path:
+    """`torch.save` through `atomic_write`: a reader (or a crash) never sees half a checkpoint.
+
+    Raises:
+        OSError: the write failed (a full disk: ENOSPC), naming `path`.
+    """
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            writes = _Writes(f)
+            try:
+                torch.save(obj, writes)
+            except RuntimeError:
+                if writes.error is None:
+                    raise
+                raise OSError(writes.error.errno, writes.error.strerror, str(path)) from None
+
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        return atomic_write(path, write)
+    except OSError as e:
+        if e.filename is None:  # flushing or closing the file failed: name the checkpoint
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -49,20 +103,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint with `weights_only=True`; a clear error for a missing or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist; use train.resume=auto or give a path")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"checkpoint '{path}' cannot be read ({type(e).__name__}: {e}); is it truncated?") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "optimizer" not in ckpt:
-        raise ValueError(f"'{path}' is not a timesformer_lite training checkpoint (no optimizer state to resume)")
-    return ckpt
-
-
 def find_resume(resume: str, run_dir: Path) -> Path | None:
     """`train.resume`: "" (start fresh), "auto" (run_dir/last.pt if it exists) or a path."""
     if not resume:
@@ -71,3 +111,77 @@ def find_resume(resume: str, run_dir: Path) -> Path | None:
         last = run_dir / "last.pt"
         return last if last.is_file() else None
     return Path(resume)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in values.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The keys (other than `RESUMABLE_CHANGES`) whose values differ, as "key: saved -> current"."""
+    a, b = _flat(saved), _flat(current)
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if k not in RESUMABLE_CHANGES and a.get(k) != b.get(k)
+    ]
+
+
+class RunFolder:
+    """Exclusive use of a run folder for one training; `close()` (or the process ending) releases it.
+
+    Args:
+        path: the run folder; created if needed.
+
+    Raises:
+        ValueError: another training holds the folder (the message names its process), or the path cannot
+            be a folder (a file is in the way) or cannot be written.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(path / ".lock", "a+")  # noqa: SIM115 (held open for the run's lifetime)
+        except (FileExistsError, NotADirectoryError) as e:
+            raise ValueError(
+                f"run folder '{path}' cannot be created: '{e.filename}' is a file; set train.out_dir or train.name "
+                "to a folder"
+            ) from e
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise ValueError(
+                f"run folder '{path}' is not writable ({e.strerror}); set train.out_dir to a folder you can write"
+            ) from e
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            owner = self._lock.read().strip() or "unknown"
+            self._lock.close()
+            raise ValueError(
+                f"run folder '{path}' is in use by another training (process {owner}); wait for it to finish, "
+                "or set train.name (or train.out_dir) to another folder"
+            ) from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"{os.getpid()}\n")
+        self._lock.flush()
+        self.removed = self._remove_leftovers()
+
+    def _remove_leftovers(self) -> list[Path]:
+        """Temporary files of writes that were killed (`atomic_write` names them `.<name>.<random>.tmp`): with
+        the lock held, no write of another run can be in progress, so every one of them is a leftover."""
+        leftovers = sorted(self.path.glob(".*.tmp"))
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+        return leftovers
+
+    def close(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()

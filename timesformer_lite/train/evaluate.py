@@ -218,15 +218,21 @@ def summary_line(result: EvalResult) -> str:
 def test_checkpoint(
     checkpoint: str | Path, overrides: list[str] | None = None, out_dir: str | Path | None = None
 ) -> tuple[EvalResult, dict[str, Path]]:
-    """Run the test protocol of the checkpoint's own config (plus overrides) and write the report."""
-    from ..config import load_config
+    """Run the test protocol of the checkpoint's own config (plus overrides) and write the report.
+
+    `model.*` overrides go to `load_pretrained` (e.g. model.num_frames=16 resizes the time embedding; one that
+    does not fit the weights is an error naming the keys); the others change the protocol (data.num_crops=3).
+    """
+    from ..config import load_config, parse_override
     from ..weights import load_pretrained
 
-    model = load_pretrained(checkpoint)
+    parsed = [parse_override(o) for o in overrides or []]
+    model_overrides = {k.removeprefix("model."): v for k, v in parsed if k.startswith("model.")}
+    model = load_pretrained(checkpoint, **model_overrides)
     base = getattr(model, "run_config", None)
     if base is None:
         raise ValueError(f"'{checkpoint}' carries no data config; test a checkpoint written by timesformer-lite train")
-    cfg: Config = load_config(base, overrides)
+    cfg: Config = load_config(base, {k: v for k, v in parsed if not k.startswith("model.")})
     return test_protocol(
         model, cfg, pick_device(cfg.train.device), Path(out_dir) if out_dir else Path(checkpoint).parent
     )

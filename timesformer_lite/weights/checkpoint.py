@@ -105,6 +105,15 @@ def _config(values: Any, what: str) -> Config:
         raise WeightsError(f"{what}: the stored config does not fit this version of timesformer_lite: {e}") from e
 
 
+def _metadata_json(metadata: dict[str, str], key: str, what: str) -> Any:
+    if key not in metadata:
+        raise WeightsError(f"{what} has no {key!r} metadata; re-save it with timesformer_lite.save_model")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{what}: its {key!r} metadata is not valid JSON ({e}); the file is damaged") from e
+
+
 def from_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str], what: str) -> Checkpoint:
     """A `Checkpoint` from the contents of one of our `.safetensors` files."""
     if metadata.get("format") != FORMAT:
@@ -113,14 +122,25 @@ def from_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str], what:
         raise WeightsError(
             f"{what} is checkpoint version {metadata.get('version')!r}; this timesformer_lite reads version {VERSION}"
         )
-    config = _config(json.loads(metadata["config"]), what)
-    classes = _check_classes(json.loads(metadata.get("classes", "null")), config.model.num_classes, what)
+    config = _config(_metadata_json(metadata, "config", what), what)
+    classes = _metadata_json(metadata, "classes", what) if "classes" in metadata else None
+    classes = _check_classes(classes, config.model.num_classes, what)
     return Checkpoint(tensors, config, classes, "ours")
 
 
-def from_trainer_dict(obj: dict[str, Any], what: str) -> Checkpoint:
-    """A `Checkpoint` from the dict the trainer writes with `torch.save` (optimizer state etc. are ignored)."""
-    if obj.get("format") != FORMAT:
+# what `Trainer.resume` needs beyond the weights; best.pt is written without them
+TRAINING_STATE = ("optimizer", "scheduler", "scaler", "rng", "epoch", "step_in_epoch", "global_step", "history")
+
+
+def check_trainer_dict(obj: Any, what: str, training_state: bool = False) -> dict[str, Any]:
+    """`obj` if it is a trainer checkpoint dict of this version, with a state dict of tensors under `model`.
+
+    Args:
+        obj: what `torch_load` returned.
+        what: names the file in error messages.
+        training_state: also require everything a resume needs (optimizer, scheduler, RNG, position, ...).
+    """
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise WeightsError(f"{what} is not a timesformer_lite checkpoint (no format={FORMAT!r} entry)")
     if str(obj.get("version")) != VERSION:
         raise WeightsError(
@@ -129,9 +149,40 @@ def from_trainer_dict(obj: dict[str, Any], what: str) -> Checkpoint:
     state = obj.get("model")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{what}: entry 'model' is not a state dict of tensors")
+    missing = [k for k in TRAINING_STATE if k not in obj] if training_state else []
+    if missing:
+        raise WeightsError(
+            f"{what} holds weights only (no {', '.join(missing)}), so a run cannot resume from it; "
+            "resume from the run's last.pt, or load it with model.pretrained= to fine-tune"
+        )
+    return obj
+
+
+def read_trainer_checkpoint(path: str | Path, training_state: bool = False) -> dict[str, Any]:
+    """The dict of a trainer `.pt` (`last.pt`, `best.pt`), read with `weights_only` and checked.
+
+    The one reader of the trainer's files: resuming, the trainer's final test and `load_pretrained` use it.
+
+    Args:
+        path: the checkpoint.
+        training_state: require everything a resume needs (see `check_trainer_dict`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        WeightsError: unreadable, truncated, foreign, another version, or (with training_state) weights only.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    return check_trainer_dict(torch_load(path), f"'{path}'", training_state)
+
+
+def from_trainer_dict(obj: dict[str, Any], what: str) -> Checkpoint:
+    """A `Checkpoint` from the dict the trainer writes with `torch.save` (optimizer state etc. are ignored)."""
+    obj = check_trainer_dict(obj, what)
     config = _config(obj.get("config"), what)
     classes = _check_classes(obj.get("classes"), config.model.num_classes, what)
-    return Checkpoint(dict(state), config, classes, "ours")
+    return Checkpoint(dict(obj["model"]), config, classes, "ours")
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -142,10 +193,6 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    what = f"'{path}'"
     if path.suffix == ".safetensors":
-        return from_safetensors(*read_safetensors(path), what)
-    obj = torch_load(path)
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{what} holds a {type(obj).__name__}, not a timesformer_lite checkpoint dict")
-    return from_trainer_dict(obj, what)
+        return from_safetensors(*read_safetensors(path), f"'{path}'")
+    return from_trainer_dict(read_trainer_checkpoint(path), f"'{path}'")

@@ -3,6 +3,7 @@
 timesformer-lite convert TimeSformer_k400.pdparams k400.safetensors
 timesformer-lite convert jx_vit_base_p16_224.npz ucf101_init.safetensors num_classes=101
 timesformer-lite convert k400.safetensors k400-hf/ --to hf
+timesformer-lite convert TimeSformer_divST_8x32_224_K400.pyth k400.safetensors --classes kinetics400
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep-vit-head", action="store_true", help="ImageNet ViT input: keep its classifier")
     parser.add_argument(
+        "--classes",
+        default=None,
+        help="class names for a file without them: kinetics400, kinetics600, ssv2, or a text file (one per line)",
+    )
+    parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="ModelConfig fields, e.g. num_heads=12 num_classes=101"
     )
     args = parser.parse_args(argv)
@@ -42,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         source=args.source,
         strict=not args.no_strict,
         keep_vit_head=args.keep_vit_head,
+        classes=args.classes,
         **_overrides(args.overrides),
     )
     report = model.load_report

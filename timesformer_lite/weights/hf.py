@@ -195,9 +195,12 @@ def checkpoint_from_hf(
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WeightsError(f"'{path}' is not readable JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise WeightsError(f"'{path}' holds a JSON {type(data).__name__}, not an object of settings; is it damaged?")
+    return data
 
 
 def read_hf_weights(directory: Path) -> dict[str, Tensor]:

@@ -27,12 +27,14 @@ from torch import Tensor
 from ..config import Config, model_config
 from ..model import TimeSformer
 from .checkpoint import Checkpoint, from_safetensors, from_trainer_dict, read_checkpoint
-from .fit import fit
+from .fit import check_fit, fit
 from .hf import checkpoint_from_hf, read_hf_dir, read_hf_weights, read_json
 from .io import WeightsError, read_safetensors, torch_load
 from .official import checkpoint_from_official, unwrap_state_dict
 from .paddle import checkpoint_from_paddle, read_pdparams
+from .resolve import resolve
 from .vit import checkpoint_from_hf_vit, checkpoint_from_npz, checkpoint_from_timm, read_npz
+from .zoo import class_list
 
 SOURCES = ("ours", "hf", "official", "paddle", "timm", "vit_npz", "hf_vit")
 _TIME_AXIS = ("time_embed", ".temporal_attn.", ".local_attn.", ".width_attn.")
@@ -75,13 +77,17 @@ def _read_folder(path: Path, source: str | None) -> Checkpoint:
     raise WeightsError(f"'{path}/config.json' has model_type={model_type!r}; supported: 'timesformer', 'vit'")
 
 
-def read_weights(path: str | Path, source: str | None = None) -> Checkpoint:
+def read_weights(path: str | Path, source: str | None = None, *, revision: str | None = None) -> Checkpoint:
     """Read any supported weight file into a `Checkpoint` (our names), detecting the format unless given.
 
     Args:
-        path: a file or a Hugging Face folder.
+        path: a file or a Hugging Face folder; or, as a string, a zoo name or a hub repo id (see `resolve`).
         source: force the format: one of `SOURCES`.
+        revision: for a hub repo id, a branch, tag or commit.
     """
+    resolved = resolve(path, revision)
+    if resolved.note:  # a zoo name or hub id (or a local path of such a name): read the file, add what it names
+        return resolved.apply(read_weights(resolved.path, source or resolved.source))
     path = Path(path)
     if source is not None and source not in SOURCES:
         raise WeightsError(f"unknown source={source!r}; choose one of {', '.join(SOURCES)}")
@@ -123,6 +129,8 @@ def load_pretrained(
     strict: bool = True,
     *,
     keep_vit_head: bool = False,
+    revision: str | None = None,
+    classes: str | list[str] | None = None,
     **overrides: Any,
 ) -> TimeSformer:
     """A `TimeSformer` with the weights of `path`, in any supported format, in eval mode.
@@ -131,11 +139,17 @@ def load_pretrained(
         path: our `.safetensors` or trainer `.pt`; a Hugging Face Timesformer folder or state dict file; an
             official `.pyth`/`.pth`; a PaddleVideo `.pdparams`; or ImageNet ViT weights (timm file, Google
             `.npz`, HF ViT folder/file, PaddleClas `.pdparams`), which are inflated into a video model.
+            As a string also a zoo name ("paddlevideo/timesformer-k400", `timesformer-lite download --list`),
+            downloaded once into the cache, or a Hugging Face hub repo id ("facebook/timesformer-base-finetuned-k400");
+            a local path of the same name wins (the report's first note says which was used).
         source: force the format ("ours", "hf", "official", "paddle", "timm", "vit_npz", "hf_vit");
             None detects it (see the module docstring).
         strict: refuse missing, unexpected or mis-shaped keys (default), naming them and the fix;
             False loads what fits, leaves the rest at initialisation, and lists everything in the report.
         keep_vit_head: for ImageNet ViT weights, keep the image classifier (by default a new head is made).
+        revision: for a hub repo id: a branch, tag or commit hash (default: the default branch).
+        classes: class names for a file that has none (an official `.pyth`): "kinetics400", "kinetics600",
+            "ssv2", a text file with one name per line, or a list; their number must match the head.
         overrides: any `ModelConfig` field. Fields the file cannot tell (num_heads, layer_norm_eps,
             attention_type for a ViT, ...) are set; `num_classes` different from the file's gives a new
             head; `img_size` / `num_frames` resize `pos_embed` (2-D nearest) / `time_embed` (nearest),
@@ -148,11 +162,20 @@ def load_pretrained(
         has them, e.g. normalisation mean/std), and
         `load_report` (a `LoadReport`: every key and what was done with it; `print(model.load_report)`).
     """
-    ckpt = read_weights(path, source)
+    ckpt = read_weights(path, source, revision=revision)
+    if classes is not None:
+        names = class_list(classes)
+        if len(names) != ckpt.config.model.num_classes:
+            raise WeightsError(
+                f"classes={classes if isinstance(classes, str) else '[...]'!r} has {len(names)} names; "
+                f"'{path}' has a head of {ckpt.config.model.num_classes} classes"
+            )
+        ckpt.classes = names
     ckpt.guessed = [name for name in ckpt.guessed if name not in overrides]
     target = model_config(ckpt.config.model, **overrides)
-    model = TimeSformer(target)
     what = f"'{path}' ({ckpt.source})"
+    check_fit(target, ckpt, what, strict=strict, keep_vit_head=keep_vit_head)  # before the model is allocated
+    model = TimeSformer(target)
     report = fit(model, ckpt, what, strict=strict, keep_vit_head=keep_vit_head)
     model.classes = None if report.new_head else ckpt.classes
     model.run_config = Config(model=target, data=ckpt.config.data, train=ckpt.config.train)

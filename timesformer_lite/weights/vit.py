@@ -11,6 +11,7 @@ model computes exactly the ViT on every frame until training moves the zeros.
 from __future__ import annotations
 
 import re
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from ..model.blocks import SCHEMES
 from .checkpoint import Checkpoint
 from .hf import classes_from_id2label
 from .infer import inferred_config
-from .io import WeightsError
+from .io import WeightsError, check_zip_size, first_line
 
 
 def inflate(state: dict[str, Tensor], cfg: ModelConfig) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -142,12 +143,38 @@ def checkpoint_from_npz(arrays: dict[str, np.ndarray], what: str) -> Checkpoint:
 
 
 def read_npz(path: str) -> dict[str, np.ndarray]:
-    """The arrays of an `.npz`, refusing pickled objects."""
+    """The arrays of an `.npz`, refusing pickled objects and arrays whose header claims more than their member holds.
+
+    Every member is checked (zip sizes, then the `.npy` header's shape and dtype against the member's real
+    size) before any array is decompressed.
+    """
     try:
+        with zipfile.ZipFile(path) as zf:
+            check_zip_size(path, zf)
+            for info in zf.infolist():
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    # numpy's own header readers (they also limit the header's length); 3.0 is 2.0 in UTF-8
+                    header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = header(member)
+                    if dtype.hasobject:
+                        raise WeightsError(f"'{path}': array {info.filename!r} holds Python objects; refusing it")
+                    need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                    if need != info.file_size - member.tell():
+                        raise WeightsError(
+                            f"'{path}': array {info.filename!r} claims shape {shape} ({need:,} bytes) but its "
+                            f"member holds {info.file_size - member.tell():,}; the file is damaged"
+                        )
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except (ValueError, OSError) as e:
-        raise WeightsError(f"'{path}' is not a readable .npz of plain arrays: {e}") from e
+    except WeightsError:
+        raise
+    except Exception as e:  # zipfile, zlib and numpy raise many types for a damaged file
+        raise WeightsError(f"'{path}' is not a readable .npz of plain arrays: {first_line(e)}") from e
 
 
 # (HF, ours) inside a layer; files on the Hub (and save_pretrained) use the first names, a transformers 5.x
