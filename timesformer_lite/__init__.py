@@ -7,6 +7,7 @@ logits, maps = model(video, return_attention=True)
 """
 
 from .config import Config, ConfigError, DataConfig, ModelConfig, TrainConfig, load_config, presets
+from .fuse import fuse
 from .model import AttentionMaps, TimeSformer
 from .predict import predict
 from .weights import load_pretrained, save_model
@@ -21,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "TimeSformer",
     "TrainConfig",
+    "fuse",
     "load_config",
     "load_pretrained",
     "predict",

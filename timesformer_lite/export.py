@@ -5,7 +5,9 @@
     report = export_model(model, "k400.onnx", "onnx")      # Python; raises ExportParityError on a mismatch
     print(report)
 
-The exported graph is the fused-attention forward (`model(video)`, no maps): input `video`
+The exported graph is `tl.fuse(model, gemm="torch", split_batches=False)`'s forward (the model's logits,
+no maps, with its `*_fc` folds and class-token-only last block, in plain ops a trace follows at any batch
+size), checked against the reference `model(video)`: input `video`
 (B, T, 3, S, S) float, normalised; output `logits` (B, classes). The batch size B is dynamic; frames T
 and size S are fixed at export (position and time embeddings are resized for them once, at load).
 
@@ -30,6 +32,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from .fuse import fuse
+from .model import TimeSformer
 
 FORMATS = ("onnx", "torchscript")
 TRACE_BATCH = 2  # torch.export specialises sizes 0 and 1, so the example batch is 2
@@ -113,10 +118,10 @@ def export_model(
     img_size: int | None = None,
     tolerance: float = 1e-4,
 ) -> ExportReport:
-    """Export `model` (its fused path, batch size dynamic) and check it against PyTorch.
+    """Export `model` (as `tl.fuse` makes it, batch size dynamic) and check it against PyTorch's `model`.
 
     Args:
-        model: a `TimeSformer` (float32 for the default tolerance).
+        model: a `TimeSformer` (float32 for the default tolerance); any other module is exported as it is.
         path: the file to write (.onnx or .pt by convention).
         fmt: "onnx" or "torchscript".
         num_frames, img_size: the fixed input size; the model's config by default.
@@ -139,14 +144,15 @@ def export_model(
     clips = {b: torch.randn(b, T, cfg.in_chans, S, S, generator=gen) for b in (TRACE_BATCH, *CHECK_BATCHES)}
     was_training = model.training
     model.eval()
+    graph = fuse(model, gemm="torch", split_batches=False) if isinstance(model, TimeSformer) else model
     try:
         start = time.perf_counter()
         with torch.no_grad():
             example = clips[TRACE_BATCH].to(device)
             if fmt == "onnx":
-                _export_onnx(model, example, path)
+                _export_onnx(graph, example, path)
             else:
-                _export_torchscript(model, example, path)
+                _export_torchscript(graph, example, path)
             seconds = time.perf_counter() - start
             run = _run_onnx(path) if fmt == "onnx" else _run_torchscript(path, device)
             diffs = {}

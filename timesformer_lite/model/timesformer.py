@@ -83,7 +83,8 @@ class PatchEmbed(nn.Module):
     def forward(self, video: Tensor) -> Tensor:
         """(B, T, C, H, W) -> (B, T, h, w, D); pixels beyond the last whole patch are dropped."""
         x = self.proj(video.flatten(0, 1))  # (B*T, D, h, w): every frame on its own
-        return rearrange(x, "(b t) d h w -> b t h w d", b=video.shape[0])
+        # one copy into token-major order: otherwise every later op would read the tokens strided
+        return rearrange(x, "(b t) d h w -> b t h w d", b=video.shape[0]).contiguous()
 
 
 class TimeSformer(nn.Module):
@@ -105,10 +106,9 @@ class TimeSformer(nn.Module):
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, D)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + cfg.grid**2, D))
-        if (cfg.attention_type == "space_only") if cfg.time_embed is None else not cfg.time_embed:
-            self.time_embed = None  # frames are independent: no notion of time at all
-        else:
-            self.time_embed = nn.Parameter(torch.zeros(1, cfg.num_frames, D))
+        # space_only has no notion of time (its frames are independent) unless an ablation asks for one
+        with_time = cfg.attention_type != "space_only" if cfg.time_embed is None else cfg.time_embed
+        self.time_embed = nn.Parameter(torch.zeros(1, cfg.num_frames, D)) if with_time else None
         self.pos_drop = nn.Dropout(cfg.drop_rate)
         rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear, 0 first
         self.blocks = nn.ModuleList(
