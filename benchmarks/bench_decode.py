@@ -182,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 def append(lines: list[str]) -> None:
     """Add a dated block under '## Decoding' in RESULTS.md."""
     import decord
-
-    from timesformer_lite.bench import append_results
+    from results import append_results
 
     machine = f"{os.cpu_count()}-core {platform.machine()} CPU"
     block = [

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Every GPU row of issue #8 in one command, on a machine whose python3 already has torch (CUDA),
-# transformers, einops, safetensors, pyyaml, tqdm and matplotlib -- a GPU image, or `make` on a GPU box.
+# Every GPU row of issue 13 in one command (`python3 benchmarks/bench_model.py --suite gpu`), on a machine
+# whose python3 already has torch (CUDA), transformers, einops, safetensors, pyyaml, tqdm and matplotlib --
+# a GPU image, or `make` on a GPU box.
 #
 #   bash benchmarks/gpu_suite.sh              # eager rows: ~2 min on one H100/H200
-#   bash benchmarks/gpu_suite.sh --compile    # plus ours under torch.compile: ~6 min more
+#   bash benchmarks/gpu_suite.sh --compile    # plus the reference under torch.compile: ~6 min more
+#   bash benchmarks/gpu_suite.sh --baseline none   # without the 04d1ef8 model (needs git and the history)
 #
 # The data-stall row writes and decodes toy videos, so it needs PyAV. Where pip cannot reach PyPI (the
 # lent GPU machines of this project), put wheels for that machine's Python in .whl/ first, e.g. on a
@@ -23,6 +25,6 @@ log="${OUT:-/tmp}/gpu_suite.log"
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv || true
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'transformers', transformers.__version__)"
-  python3 -m timesformer_lite bench --suite gpu "$@"
+  python3 benchmarks/bench_model.py --suite gpu "$@"
 } 2>&1 | tee "$log"
 if [ -n "${OUT:-}" ]; then cp benchmarks/RESULTS.md "$OUT/"; fi

@@ -16,8 +16,8 @@ import os
 import time
 
 import torch
+from results import append_results, cpu_model
 
-from timesformer_lite.bench import append_results, cpu_model
 from timesformer_lite.train import run
 
 

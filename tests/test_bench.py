@@ -1,20 +1,59 @@
-"""The benchmark entry points on tiny models (seconds), so they do not rot between real runs.
+"""The benchmark scripts in benchmarks/ on tiny models (seconds), so they do not rot between real runs.
 
-They check what the harness promises (interleaving, medians, the same weights on both sides, the
-report format), never a speed: speed targets live in `timesformer-lite bench`, not in tests.
+They check what the harness promises (interleaving, medians, the same weights in every contender, ratios
+taken from the measured times, the past commit's model beside this one, the report), never a speed: speed
+targets live in `python benchmarks/bench_model.py --suite cpu|gpu`, not in tests.
 """
 
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
-import timesformer_lite.bench as bench
-from timesformer_lite.config import load_config
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import baseline  # noqa: E402
+import bench_model as bench  # noqa: E402
+import results  # noqa: E402
+
+from timesformer_lite.config import load_config  # noqa: E402
+from timesformer_lite.train.options import GeluLinear, training_options  # noqa: E402
 
 CPU = torch.device("cpu")
+HAS_HISTORY = shutil.which("git") is not None and (
+    subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{bench.BASELINE}^{{commit}}"]).returncode == 0
+)
 
 
 def tiny() -> bench.ModelConfig:
     return load_config("smoke").model
+
+
+@pytest.fixture
+def timings(monkeypatch):
+    """Every `interleaved` result of the test, in order, so that rows can be checked against the times."""
+    seen, real = [], bench.interleaved
+
+    def recording(*args, **kwargs):
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(bench, "interleaved", recording)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def past():
+    """The baseline commit's package, or the reason it cannot be had (no git, a shallow clone)."""
+    if not HAS_HISTORY:
+        pytest.fail(f"tests need the git history holding {bench.BASELINE}: git fetch --unshallow")
+    return bench.BASELINE, baseline.load_package(bench.BASELINE)
 
 
 def test_timing_reports_median_and_deciles():
@@ -25,36 +64,105 @@ def test_timing_reports_median_and_deciles():
 
 def test_contenders_alternate_and_only_timed_rounds_count():
     calls = []
-    timings = bench.interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, CPU, 2, 3)
-    assert calls == ["a", "b"] * 5
-    assert set(timings) == {"a", "b"}
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    timings = bench.interleaved(fns, CPU, 2, 3)
+    assert calls == ["a", "b", "c"] * 5
+    assert set(timings) == {"a", "b", "c"}
     assert all(t.p10 <= t.median <= t.p90 for t in timings.values())
 
 
-def test_peer_and_ours_hold_the_same_weights_and_agree():
-    hf, ours = bench.hf_and_ours(tiny(), CPU)
+def test_speed_rows_divide_the_medians_and_skip_missing_contenders():
+    t = {"a": bench.Timing(2.0, 1.0, 3.0), "b": bench.Timing(3.0, 2.0, 4.0)}
+    rows = bench.speed_rows("forward x", t, 4, [("a", "b", 1.25), ("a", "c", None)])
+    assert [(r.name, r.ratio, r.this, r.other) for r in rows] == [
+        ("forward x: a / b (clips/s)", 1.5, "2 (1.33-4)", "1.33 (1-2)")
+    ]
+    assert rows[0].met == ">= 1.25: yes" and rows[0].markdown().startswith("| forward x: a / b (clips/s) | 2 (")
+
+
+def test_peer_and_reference_hold_the_same_weights_and_agree():
+    hf, ref = bench.hf_and_reference(tiny(), CPU)
     video = bench.random_video(tiny(), 2, CPU, torch.float32)
     with torch.no_grad():
-        p = bench.parity(ours.eval(), bench.hf_logits(hf.eval()), video)
+        p = bench.parity(ref.eval(), bench.hf_logits(hf.eval()), video)
     assert p.max_abs <= 1e-5 and p.top1 == 1.0
 
 
-def test_forward_rows_give_speed_ratio_and_parity():
-    speed, diff = bench.bench_forward(tiny(), 2, CPU, torch.float32, warmup=1, reps=3, target=1.25)
-    assert speed.ratio > 0 and speed.target == 1.25 and speed.met.startswith(">= 1.25: ")
-    assert diff.ratio <= 1e-4 and "top-1 agreement 100 %: yes" in diff.note
-    (bf16,) = bench.bench_forward(tiny(), 2, CPU, torch.bfloat16, warmup=0, reps=1, target=None)[1:]
-    assert bf16.ratio <= 2e-2
+def test_baseline_commit_is_its_own_package_with_the_same_logits(past):
+    commit, package = past
+    assert package.__name__ == f"timesformer_lite_{commit}" and "timesformer_lite" not in package.__file__.split("/")
+    _, ref = bench.hf_and_reference(tiny(), CPU)
+    old = baseline.baseline_model(package, ref.eval())
+    assert type(old).__module__ == f"timesformer_lite_{commit}.model.timesformer" and not old.training
+    video = bench.random_video(tiny(), 2, CPU, torch.float32)
+    with torch.no_grad():
+        assert (old(video) - ref(video)).abs().max() <= 1e-5
+    assert baseline.load_package(commit) is package  # unpacked once a process
 
 
-def test_training_rows_step_both_models():
-    (row,) = bench.bench_train(tiny(), 4, CPU, torch.float32, warmup=1, reps=2, target=1.25)
-    assert row.ratio > 0 and "AdamW" in row.name
+def test_unknown_baseline_commit_is_skipped_with_the_reason(capsys):
+    assert bench.baseline_of("0000000") is None
+    assert "skipping the baseline rows: baseline 0000000: git archive failed" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="give a hash, tag or branch"):
+        baseline.load_package("HEAD; rm")
+
+
+def test_forward_rows_compare_every_contender_from_one_run(timings, past):
+    targets = {"fused": 1.25, "reference": 1.05, "baseline": 0.97}
+    rows = bench.bench_forward(tiny(), 2, CPU, torch.float32, 1, 3, targets, baseline=past)
+    what = "forward 4x32 D32 depth 2 fp32 batch 2"
+    assert [(r.name, r.target) for r in rows] == [
+        (f"{what}: tl.fuse(model) / HF (clips/s)", 1.25),
+        (f"{what}: reference / HF (clips/s)", 1.05),
+        (f"{what}: model of 04d1ef8 / HF (clips/s)", None),
+        (f"{what}: tl.fuse(model) / model of 04d1ef8 (clips/s)", 0.97),
+        ("logits vs HF (max abs diff), 4x32 D32 depth 2 fp32 batch 2", None),
+    ]
+    (t,) = timings
+    assert list(t) == ["HF", "tl.fuse(model)", "reference", "model of 04d1ef8"]
+    assert rows[0].ratio == t["HF"].median / t["tl.fuse(model)"].median
+    assert rows[3].ratio == t["model of 04d1ef8"].median / t["tl.fuse(model)"].median
+    parity = rows[-1]
+    assert parity.ratio <= 1e-4 and "top-1 agreement 100 %: yes" in parity.note
+    assert [f.split(" ")[0] for f in parity.this.split(", ")] == ["tl.fuse(model)", "reference", "model"]
+
+
+def test_compiled_reference_is_a_contender_with_the_same_logits():
+    rows = bench.bench_forward(tiny(), 2, CPU, torch.float32, 0, 1, {}, compile_mode="default")
+    name = "forward 4x32 D32 depth 2 fp32 batch 2: torch.compile(reference, default) / HF (clips/s)"
+    assert rows[2].name == name and rows[2].ratio > 0
+    assert rows[-1].ratio <= 1e-4 and "torch.compile(reference, default) " in rows[-1].this
+
+
+def test_training_rows_put_the_reference_with_its_options_against_hf(timings, past):
+    rows = bench.bench_train(tiny(), 4, CPU, torch.float32, 1, 2, 1.25, baseline=past)
+    what = "training step 4x32 D32 depth 2 fp32 batch 4, AdamW"
+    assert [(r.name, r.target) for r in rows] == [
+        (f"{what}: reference+options / HF (clips/s)", 1.25),
+        (f"{what}: reference / HF (clips/s)", None),
+        (f"{what}: model of 04d1ef8 / HF (clips/s)", None),
+        (f"{what}: reference+options / model of 04d1ef8 (clips/s)", None),
+    ]
+    (t,) = timings
+    assert rows[0].ratio == t["HF"].median / t["reference+options"].median
+    assert rows[0].note == ", ".join(f"{k}={v}" for k, v in vars(training_options(CPU)).items())
+
+
+def test_training_contenders_are_separate_copies_of_one_set_of_weights(past):
+    models = bench.training_contenders(tiny(), CPU, None, past)
+    assert list(models) == ["HF", "reference+options", "reference", "model of 04d1ef8"]
+    ours = [models[k] for k in ("reference+options", "reference", "model of 04d1ef8")]
+    a, b, c = (m.state_dict() for m in ours)
+    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
+    assert len({p.data_ptr() for m in ours for p in m.parameters()}) == 3 * len(a)  # nothing shared
+    assert all(m.training for m in models.values())
 
 
 def test_mfu_is_achieved_over_measured_peak():
     rows = bench.mfu_rows(tiny(), 2, CPU, torch.float32, warmup=1, reps=2, peak_n=256)
     assert [r.target for r in rows] == [0.45, 0.30]
+    assert rows[0].name.startswith("MFU inference tl.fuse(model), forward")
+    assert rows[1].name.startswith("MFU training reference+options, training step")
     assert all(0 < r.ratio < 2 for r in rows)  # a fraction of the matmul speed (tiny models: small)
 
 
@@ -67,58 +175,67 @@ def test_saved_bytes_counts_each_kept_storage_once_and_no_parameter():
     assert bench.saved_bytes(layer, lambda v: layer(v[:2]) + layer(v[2:]), video, torch.float32) == 4 * 8 * 4
 
 
-def test_saved_row_puts_ours_on_its_gpu_code_paths_and_restores_them(monkeypatch):
-    from timesformer_lite.model import attention
-
-    recompute, seen = attention._recompute_gelu, []
+def test_saved_row_counts_the_reference_with_the_gpu_training_options(monkeypatch):
+    seen = []
 
     def kept(model, call, video, dtype):  # ours: 5 MiB a clip and 2 a step; HF: 10 and 3
-        seen.append(attention._recompute_gelu(video))
-        return (5 * len(video) + 2 if isinstance(model, bench.TimeSformer) else 10 * len(video) + 3) * 2**20
+        ours = isinstance(model, bench.TimeSformer)
+        seen.append(ours and isinstance(model.blocks[0].mlp.fc2, GeluLinear))
+        return (5 * len(video) + 2 if ours else 10 * len(video) + 3) * 2**20
 
     monkeypatch.setattr(bench, "saved_bytes", kept)
     (row,) = bench.bench_saved(tiny(), torch.bfloat16, CPU)
-    assert seen == [True] * 4 and attention._recompute_gelu is recompute  # taken while counting, put back after
-    assert (row.ours, row.hf, row.ratio, row.lower_is_better) == ("5", "10", 0.5, True)
-    assert "ours 2, HF 3 MiB" in row.note
+    assert seen == [True, True, False, False]  # ours recomputes GELU, as a GPU trainer sets it
+    assert (row.this, row.other, row.ratio, row.lower_is_better) == ("5", "10", 0.5, True)
+    assert row.note.startswith("plus once a step: ours 2, HF 3 MiB; fused_attention=True")
 
 
-def test_compiled_contender_is_named_and_computes_the_same_logits():
-    speed, diff = bench.bench_forward(
-        tiny(), 2, CPU, torch.float32, warmup=1, reps=1, target=None, compile_mode="default"
-    )
-    assert speed.name == "forward 4x32 D32 depth 2 fp32 batch 2, ours torch.compile(default) (clips/s)"
-    assert speed.ratio > 0 and diff.ratio <= 1e-4 and "top-1 agreement 100 %: yes" in diff.note
-    (row,) = bench.bench_train(tiny(), 2, CPU, torch.float32, warmup=1, reps=1, target=None, compile_mode="default")
-    assert "ours torch.compile(default), AdamW" in row.name and row.ratio > 0
+def test_cpu_suite_gives_every_row_of_the_issue(past):
+    rows = bench.cpu_suite(1, 1, None, past, CPU, base=tiny(), toy=(tiny(), 4))
+    f1, f4 = "forward 4x32 D32 depth 2 fp32 batch 1", "forward 4x32 D32 depth 2 fp32 batch 4"
+    t = "training step 4x32 D32 depth 2 fp32 batch 4, AdamW"
+    forward = [
+        ": tl.fuse(model) / HF",
+        ": reference / HF",
+        ": model of 04d1ef8 / HF",
+        ": tl.fuse(model) / model of 04d1ef8",
+    ]
+    assert [r.name.removesuffix(" (clips/s)") for r in rows] == [
+        *(f1 + s for s in forward),
+        "logits vs HF (max abs diff), 4x32 D32 depth 2 fp32 batch 1",
+        *(f4 + s for s in forward),
+        "logits vs HF (max abs diff), 4x32 D32 depth 2 fp32 batch 4",
+        *(t + s for s in (": reference+options / HF", ": reference / HF", ": model of 04d1ef8 / HF")),
+        t + ": reference+options / model of 04d1ef8",
+        "logits vs HF (max abs diff), 4x32 D32 depth 2 bf16 batch 1",
+        "tensors kept for backward per clip, training 4x32 D32 depth 2 bf16: reference+options(cuda) / HF (MiB)",
+    ]
+    assert [r.target for r in rows[:4] + rows[10:11]] == [1.25, 1.05, None, 0.97, 1.25]
+    assert rows[14].ratio <= 2e-2 and "top-1 agreement 100 %: yes" in rows[14].note  # bf16 parity
 
 
-def test_gpu_suite_gives_every_row_of_the_issue(monkeypatch):
+def test_gpu_suite_gives_every_row_of_the_issue():
     """The whole GPU suite, run on the CPU with a tiny model, so that a GPU session spends its time measuring."""
     rows = bench.gpu_suite(
-        tiny(), CPU, torch.bfloat16, 1, 1, 64, None, 2, None, batches=(2, 2, 1, 2), stall_preset="smoke"
+        tiny(), CPU, torch.bfloat16, 1, 1, 64, None, None, 2, None, batches=(2, 2, 1, 2), stall_preset="smoke"
     )
-    names = [r.name for r in rows]
-    assert names == [
-        "forward 4x32 D32 depth 2 bf16 batch 2 (clips/s)",
-        "logits vs HF, 4x32 D32 depth 2 bf16 batch 2",
-        "MFU inference 4x32 D32 depth 2 bf16 batch 2",
-        "training step 4x32 D32 depth 2 bf16 batch 2, AdamW (clips/s)",
-        "MFU training 4x32 D32 depth 2 bf16 batch 2",
-        "forward 4x32 D32 depth 2 bf16 batch 1 (clips/s)",
-        "logits vs HF, 4x32 D32 depth 2 bf16 batch 1",
-        "logits vs HF, 4x32 D32 depth 2 fp32 batch 2",
+    what = "4x32 D32 depth 2 bf16 batch"
+    assert [r.name for r in rows] == [
+        f"forward {what} 2: tl.fuse(model) / HF (clips/s)",
+        f"forward {what} 2: reference / HF (clips/s)",
+        f"logits vs HF (max abs diff), {what} 2",
+        f"MFU inference tl.fuse(model), forward {what} 2",
+        f"training step {what} 2, AdamW: reference+options / HF (clips/s)",
+        f"training step {what} 2, AdamW: reference / HF (clips/s)",
+        f"MFU training reference+options, training step {what} 2, AdamW",
+        f"forward {what} 1: tl.fuse(model) / HF (clips/s)",
+        f"forward {what} 1: reference / HF (clips/s)",
+        f"logits vs HF (max abs diff), {what} 1",
+        "logits vs HF (max abs diff), 4x32 D32 depth 2 fp32 batch 2",
         "data stall, smoke preset training bf16 batch 8",
     ]
-    targets = {r.name.split(" 4x32")[0]: r.target for r in rows if r.target is not None}
-    assert targets == {
-        "forward": 1.5,
-        "MFU inference": 0.45,
-        "training step": 1.3,
-        "MFU training": 0.3,
-        "data stall, smoke preset training bf16 batch 8": 0.1,
-    }
-    assert rows[2].note.startswith("0.0 GFLOP/clip, matmul peak") and "(64^3 bf16)" in rows[2].note
+    assert [r.target for r in rows] == [1.5, None, None, 0.45, 1.3, None, 0.3, None, None, None, None, 0.1]
+    assert rows[3].note.startswith("0.0 GFLOP/clip, matmul peak") and "(64^3 bf16)" in rows[3].note
 
 
 def test_data_stall_is_a_fraction_of_step_time():
@@ -130,17 +247,39 @@ def test_sdpa_backend_names_the_kernel_torch_runs():
     assert bench.sdpa_backend(CPU, torch.float32, 8) == "flash_attention_for_cpu"
 
 
-def test_cli_appends_a_dated_section_and_keeps_other_sections(tmp_path, monkeypatch, capsys):
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# Benchmark results\n\n## Decoding\n\ncolleague's table\n")
-    monkeypatch.setattr(bench, "RESULTS", results)
-    argv = ["forward", "--preset", "smoke", "--batch", "2", "--warmup", "1", "--reps", "2", "--threads", "1"]
-    assert bench.main(argv) == 0
-    assert bench.main(argv) == 0
-    text = results.read_text()
+def test_script_appends_a_dated_section_and_keeps_other_sections(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\n## Decoding\n\ncolleague's table\n")
+    monkeypatch.setattr(results, "RESULTS", path)
+    argv = ["forward", "--preset", "smoke", "--batch", "2", "--warmup", "0", "--reps", "1", "--threads", "1"]
+    assert bench.main([*argv, "--baseline", "none", "--note", "Two engineers shared the cores."]) == 0
+    assert bench.main([*argv, "--baseline", "none"]) == 0
+    text = path.read_text()
     assert text.startswith("# Benchmark results\n\n## Decoding\n\ncolleague's table\n")
-    assert text.count(bench.SECTION) == 1 and text.count("| forward 4x32 D32 depth 2 fp32 batch 2 (clips/s) |") == 2
+    assert text.count(bench.SECTION) == 1
+    assert text.count("| forward 4x32 D32 depth 2 fp32 batch 2: tl.fuse(model) / HF (clips/s) |") == 2
+    assert text.count("`python benchmarks/bench_model.py forward --preset smoke") == 2
+    assert "load average" in text and ". Two engineers shared the cores.\n" in text
     assert "torch uses 1" in capsys.readouterr().out
+
+
+def test_script_leaves_the_callers_thread_count_alone():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        argv = ["saved", "--preset", "smoke", "--threads", "1", "--baseline", "none", "--no-append"]
+        assert bench.main(argv) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_package_holds_no_benchmark():
+    """A wheel has no benchmarks/ folder and need not have transformers: the benchmarks live beside it."""
+    assert importlib.util.find_spec("timesformer_lite.bench") is None
+    from timesformer_lite.cli import COMMANDS
+
+    assert "bench" not in COMMANDS
 
 
 def test_state_bytes_counts_weights_and_optimizer_state():
@@ -152,39 +291,8 @@ def test_state_bytes_counts_weights_and_optimizer_state():
     assert bench.state_bytes(model, opt) == 3 * 33 * 4 + 2 * 4
 
 
-def test_bench_leaves_the_callers_thread_count_alone():
-    import torch
-
-    from timesformer_lite.bench import main
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        main(
-            [
-                "forward",
-                "--preset",
-                "smoke",
-                "--batch",
-                "1",
-                "--warmup",
-                "0",
-                "--reps",
-                "1",
-                "--threads",
-                "1",
-                "--no-append",
-            ]
-        )
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_decode_benchmark_readers_return_the_same_frames(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_decode", bench.REPO / "benchmarks" / "bench_decode.py")
+    spec = importlib.util.spec_from_file_location("bench_decode", ROOT / "benchmarks" / "bench_decode.py")
     bench_decode = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench_decode)
     for keyint in (250, 16):
@@ -198,10 +306,10 @@ def test_decode_benchmark_readers_return_the_same_frames(tmp_path):
 
 
 def test_results_blocks_land_at_the_end_of_their_own_section(tmp_path):
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# Benchmark results\n\n## A\n\nold a\n\n## B\n\nold b\n")
-    bench.append_results("## A", ["### new a", "", "table a"], path=results)
-    bench.append_results("## B", ["### new b"], path=results)
-    bench.append_results("## C", ["### new c"], intro="about c", path=results)
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\n## A\n\nold a\n\n## B\n\nold b\n")
+    results.append_results("## A", ["### new a", "", "table a"], path=path)
+    results.append_results("## B", ["### new b"], path=path)
+    results.append_results("## C", ["### new c"], intro="about c", path=path)
     expected = "# Benchmark results\n\n## A\n\nold a\n\n### new a\n\ntable a\n\n## B\n\nold b\n\n### new b\n"
-    assert results.read_text() == expected + "\n## C\n\nabout c\n\n### new c\n"
+    assert path.read_text() == expected + "\n## C\n\nabout c\n\n### new c\n"

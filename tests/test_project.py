@@ -57,13 +57,13 @@ def test_model_and_benchmarks_import_without_video_libraries(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed')\n")
     code = (
-        "import torch, timesformer_lite as tl, timesformer_lite.bench\n"
+        "import torch, timesformer_lite as tl, bench_model\n"
         "m = tl.TimeSformer(tl.load_config('smoke').model).eval()\n"
         "print(tuple(m(torch.randn(1, 4, 3, 32, 32)).shape))\n"
         "from timesformer_lite.data.toy import write_mp4\n"
         "try:\n    write_mp4('x.mp4', __import__('numpy').zeros((2, 8, 8, 3), 'uint8'))\nexcept ImportError as e:\n    print(e)\n"
     )
-    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{ROOT}:{ROOT / 'benchmarks'}"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["(1, 10)", "reading and writing videos needs PyAV: pip install av"]

@@ -1,0 +1,53 @@
+"""What every benchmark script shares: the RESULTS.md it appends to and the line naming the CPU.
+
+    from results import RESULTS, append_results, cpu_model    # in a script under benchmarks/
+
+The scripts run from a source checkout (`python benchmarks/NAME.py`): Python puts this folder on the
+import path, so they import this module by its name.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def append_results(section: str, block: list[str], intro: str = "", path: Path | None = None) -> None:
+    """Add `block` (lines) at the end of `section` ("## ...") of RESULTS.md, creating either if missing;
+    the other sections stay where they are.
+
+    Args:
+        section: the "## ..." heading the block belongs under.
+        block: the lines to add (a dated "### ..." heading first, by convention).
+        intro: a paragraph put under the heading when the section is new.
+        path: the file (default: benchmarks/RESULTS.md).
+    """
+    path = path or RESULTS
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if section + "\n" not in text:
+        text = text.rstrip("\n") + f"\n\n{section}\n" + (f"\n{intro}\n" if intro else "")
+    head, _, tail = text.partition(section + "\n")
+    nxt = tail.find("\n## ")
+    body, rest = (tail[: nxt + 1], tail[nxt + 1 :]) if nxt >= 0 else (tail, "")
+    body = body.rstrip("\n") + "\n\n" + "\n".join(block).strip("\n") + "\n"
+    path.write_text(head + section + "\n" + body + ("\n" + rest if rest else ""))
+
+
+def cpu_info(key: str) -> str:
+    """One field of /proc/cpuinfo for the first CPU ("vendor_id": "GenuineIntel", "model name": ...), ""
+    where there is no such file or field."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(key):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (platform.processor() elsewhere)."""
+    return cpu_info("model name") or platform.processor() or platform.machine()
