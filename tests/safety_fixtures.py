@@ -21,32 +21,10 @@ from typing import Any
 
 import torch
 
-import timesformer_lite as tl
-
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=32, depth=2, num_heads=2, num_classes=6)
-
-
-def tiny_model(seed: int = 0, **values: Any) -> tl.TimeSformer:
-    """A small TimeSformer with weights far from initialisation (so a dropped tensor changes the logits)."""
-    torch.manual_seed(seed)
-    model = tl.TimeSformer(tl.ModelConfig(**{**TINY, "drop_path_rate": 0.0, **values})).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return model
-
-
-def paddle_state(model: tl.TimeSformer, video: bool = True) -> dict:
-    """The state dict as PaddleVideo (`backbone.*`, `head.fc.*`) or PaddleClas (no prefix) saves it."""
-    out = {}
-    for k, v in model.state_dict().items():
-        a = v.numpy().copy()
-        a = a.T.copy() if k.endswith(".weight") and a.ndim == 2 else a  # paddle Linear: (in, out)
-        name = ("head.fc." + k[5:] if k.startswith("head.") else "backbone." + k) if video else k
-        out[name] = a
-    out["StructuredToParameterName@@"] = {k: f"p_{i}" for i, k in enumerate(out)}
-    return out
+# the tiny far-from-init model and its PaddleVideo / PaddleClas state dict, as the paddle format tests make them
+from test_weights_paddle import TINY, paddle_state  # noqa: E402, F401
+from test_weights_paddle import source_model as tiny_model  # noqa: E402, F401
 
 
 def write_pdparams(path: Path, state: dict, protocol: int = 4) -> Path:
