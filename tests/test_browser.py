@@ -177,7 +177,7 @@ def run_explorer_notebook(sync_playwright, notebooks: Path, notebook: str, base:
     Returns the evidence: screenshots before/after, the layer values, error texts found in the outputs,
     and the cells that never ran.
     """
-    root = base / "root"
+    root = base / "notebooks"  # named so: the notebooks then work from `base` as the repository root
     shutil.copytree(notebooks, root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     lab = Lab(base, root)
     shots: dict = {}
