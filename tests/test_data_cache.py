@@ -44,3 +44,30 @@ def test_cached_dataset_yields_the_same_clips_as_decoding_and_skips_bad_files(tm
         assert cached.num_skipped == 1 and "broken.mp4" in str(caught[0].message)
     frames, fps = cached.cache[2]
     assert frames.shape == (40, 64, 96, 3) and frames.dtype == np.uint8 and fps > 0
+
+
+def test_a_second_dataset_reuses_the_decoded_videos_until_a_file_changes(tmp_path, monkeypatch):
+    from timesformer_lite.data import datasets
+
+    make_list_dataset(tmp_path, [(12, 64, 48), (5, 48, 64)])
+    cfg = tl.load_config("smoke", ["data.dataset=list", f"data.root={tmp_path}", "model.num_classes=2"])
+    monkeypatch.setattr(datasets, "DECODED", datasets.DecodedVideos())
+    decoded = []
+    decode = datasets._decode_all
+    monkeypatch.setattr(datasets, "_decode_all", lambda job: decoded.append(job[0]) or decode(job))
+    first = build_dataset(cfg, "train")
+    assert sorted(decoded) == sorted(str(tmp_path / n) for n in ("v0.mp4", "v1.mp4", "broken.mp4"))
+    second = build_dataset(cfg, "val")  # the same three files: nothing decoded again
+    assert len(decoded) == 3
+    assert second.cache[0][0] is first.cache[0][0] and not first.cache[0][0].flags.writeable
+    assert second.cache[2] == first.cache[2] and "broken.mp4" in second.cache[2]
+    again = build_dataset(cfg, "train")
+    first.reseed(3)
+    again.reseed(3)
+    assert len(decoded) == 3 and torch.equal(first.load(1), again.load(1))  # read-only frames give the same clips
+    write_video(tmp_path / "v1.mp4", pattern_frames(7, 48, 64, seed=9))  # a new file under the old name
+    third = build_dataset(cfg, "test")
+    assert decoded[3:] == [str(tmp_path / "v1.mp4")] and third.cache[1][0].shape[0] == 7
+    datasets.DECODED.max_bytes = third.cache[1][0].nbytes  # room for one video: the older ones go
+    datasets.DECODED.put(("other", "auto", 1, 1), "error")
+    assert datasets.DECODED.bytes <= datasets.DECODED.max_bytes and len(datasets.DECODED.entries) == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -119,16 +120,26 @@ class VideoDataset(Dataset):
 
         Later epochs only sample and transform, which on a CPU is many times faster than decoding again.
         Decoding runs in `workers` processes; an unreadable video is remembered and skipped (counted) on use.
+        Videos decoded by an earlier dataset of this process are taken from `DECODED` while their file is
+        unchanged (same size and modification time), so the runs of a notebook or of benchmarks/table1.py
+        decode the toy set once.
         """
         jobs = [(str(self.path(i)), self.backend) for i in range(len(self))]
-        if workers > 1 and len(jobs) > 64:
+        keys = [DECODED.key(path, backend) for path, backend in jobs]
+        todo = [job for job, key in zip(jobs, keys) if key not in DECODED]
+        if workers > 1 and len(todo) > 64:
             pool = ProcessPoolExecutor(workers, initializer=pool_worker_init, initargs=(os.getpid(),))
             try:
-                self.cache = list(pool.map(_decode_all, jobs, chunksize=64))
+                decoded = list(pool.map(_decode_all, todo, chunksize=64))
             finally:  # on Ctrl-C or an error, drop the queued chunks instead of decoding them all first
                 pool.shutdown(wait=True, cancel_futures=True)
         else:
-            self.cache = [_decode_all(job) for job in jobs]
+            decoded = [_decode_all(job) for job in todo]
+        fresh = {job: entry for job, entry in zip(todo, decoded)}
+        self.cache = [fresh[job] if job in fresh else DECODED.get(key) for job, key in zip(jobs, keys)]
+        for job, key in zip(jobs, keys):
+            if job in fresh:
+                DECODED.put(key, fresh[job])
 
     def _frames(self, index: int, clips_of) -> np.ndarray:
         """Decode (or take from the cache) the frames `clips_of(num_frames, fps)` asks for: (K*T, H, W, C)."""
@@ -171,6 +182,52 @@ class VideoDataset(Dataset):
             warnings.warn(f"skipping item {index}: {e}", RuntimeWarning, stacklevel=2)
             return None
         return {"video": video if self.multi_view else video[0], "label": self.items[index][1], "index": index}
+
+
+class DecodedVideos:
+    """The videos `preload` decoded in this process, by (path, backend, size, mtime): oldest out first beyond
+    `max_bytes` (2 GiB by default; 0 keeps nothing). Frames are read-only: datasets index them into copies."""
+
+    def __init__(self, max_bytes: int = 2 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[tuple, tuple[np.ndarray, float] | str] = OrderedDict()
+        self.bytes = 0
+
+    @staticmethod
+    def key(path: str, backend: str) -> tuple:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return (path, backend, None, None)  # missing: decoded (into its error) every time
+        return (path, backend, st.st_size, st.st_mtime_ns)
+
+    def __contains__(self, key: tuple) -> bool:
+        return key[2] is not None and key in self.entries
+
+    def get(self, key: tuple) -> tuple[np.ndarray, float] | str:
+        self.entries.move_to_end(key)
+        return self.entries[key]
+
+    def put(self, key: tuple, entry: tuple[np.ndarray, float] | str) -> None:
+        if key[2] is None or key in self.entries:
+            return
+        if not isinstance(entry, str):
+            entry[0].flags.writeable = False
+        self.entries[key] = entry
+        self.bytes += _nbytes(entry)
+        while self.bytes > self.max_bytes and self.entries:
+            self.bytes -= _nbytes(self.entries.popitem(last=False)[1])
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.bytes = 0
+
+
+def _nbytes(entry: tuple[np.ndarray, float] | str) -> int:
+    return len(entry) if isinstance(entry, str) else entry[0].nbytes
+
+
+DECODED = DecodedVideos()
 
 
 def _decode_all(job: tuple[str, str]) -> tuple[np.ndarray, float] | str:
