@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 spec = importlib.util.spec_from_file_location("table1", BENCH / "table1.py")
 table1 = importlib.util.module_from_spec(spec)
+sys.modules["table1"] = table1  # --jobs 2 pickles its worker function by name (importlib's own recipe)
 spec.loader.exec_module(table1)
 
 KEYS = {
@@ -36,7 +38,7 @@ def smoke(tmp_path_factory) -> tuple[Path, list[dict]]:
     out = tmp_path_factory.mktemp("table1")
     results_md = BENCH / "RESULTS.md"
     before = results_md.read_text()
-    rows = table1.main(["--out", str(out), "--preset", "smoke", "--no-append", "train.device=cpu"])
+    rows = table1.main(["--out", str(out), "--preset", "smoke", "--no-append", "--jobs", "2", "train.device=cpu"])
     assert results_md.read_text() == before  # --no-append leaves RESULTS.md alone
     return out, rows
 
@@ -47,6 +49,8 @@ def test_smoke_table_writes_seven_rows_with_every_key(smoke):
     written = json.loads((out / "table1.json").read_text())
     assert written == json.loads(json.dumps(rows))
     assert len(written) == 7 and all(KEYS | {"command", "date"} <= set(r) for r in written)
+    assert all(r["jobs"] == 2 for r in written)  # two rows at a time, each in its own process with its log:
+    assert all("epoch  1/1" in (out / f"{table1.row_name(*row)}.log").read_text() for row in table1.ROWS)
     assert {r["attention_type"] for r in written} == SCHEMES
     kinds = [(r["attention_type"], r["time_embed"]) for r in written]
     assert ("divided_space_time", False) in kinds and ("space_only", True) in kinds and ("space_only", False) in kinds
