@@ -112,6 +112,11 @@ def measure_row(out: Path, preset: str, overrides: list[str], attention_type: st
     }
 
 
+def threads_per_job(jobs: int) -> int:
+    """Threads for each of `jobs` rows trained at once: the cores shared out (this process's own with one job)."""
+    return torch.get_num_threads() if jobs <= 1 else max(1, (os.cpu_count() or 1) // jobs)
+
+
 def _row_in_worker(threads: int, out: Path, preset: str, overrides: list[str], row: tuple) -> dict:
     """`measure_row` in a job process: `threads` threads, its training log in out/<row name>.log."""
     torch.set_num_threads(threads)
@@ -148,7 +153,7 @@ def measure(out: Path, preset: str = "toy", overrides: list[str] | None = None, 
     def cost(row: tuple) -> float:  # longest first, so that the last row to finish is a short one
         return model_flops(tl.config.model_config(cfg.model, attention_type=row[0], time_embed=row[1]))
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs)
     if __name__ != "__main__" and str(RESULTS.parent) not in sys.path:  # loaded from its file (tests, 06b):
         sys.path.append(str(RESULTS.parent))  # the job processes find this module by its name, `table1`
     done: dict[tuple, dict] = {}
@@ -211,11 +216,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     date = datetime.date.today().isoformat()
     recipe = " ".join(RECIPES[args.preset] + args.overrides) or "none"
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-    jobs = max(1, args.jobs)
-    threads = torch.get_num_threads() if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs)
+    jobs, threads = max(1, args.jobs), threads_per_job(args.jobs)
     for r in rows:
-        r.update(command=command, date=date, machine=machine, recipe=recipe, total_minutes=round(minutes, 2))
-        r.update(jobs=jobs, threads=threads)
+        r.update(command=command, date=date, machine=machine, recipe=recipe, total_minutes=round(minutes, 2),
+                 jobs=jobs, threads=threads)  # fmt: skip
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "table1.json").write_text(json.dumps(rows, indent=1) + "\n")
     block = [

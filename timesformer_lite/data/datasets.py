@@ -125,21 +125,20 @@ class VideoDataset(Dataset):
         decode the toy set once.
         """
         jobs = [(str(self.path(i)), self.backend) for i in range(len(self))]
-        keys = [DECODED.key(path, backend) for path, backend in jobs]
-        todo = [job for job, key in zip(jobs, keys) if key not in DECODED]
+        keys = [DECODED.key(*job) for job in jobs]
+        todo = {job: key for job, key in zip(jobs, keys) if key not in DECODED}
         if workers > 1 and len(todo) > 64:
             pool = ProcessPoolExecutor(workers, initializer=pool_worker_init, initargs=(os.getpid(),))
             try:
-                decoded = list(pool.map(_decode_all, todo, chunksize=64))
+                decoded = dict(zip(todo, pool.map(_decode_all, todo, chunksize=64)))
             finally:  # on Ctrl-C or an error, drop the queued chunks instead of decoding them all first
                 pool.shutdown(wait=True, cancel_futures=True)
         else:
-            decoded = [_decode_all(job) for job in todo]
-        fresh = {job: entry for job, entry in zip(todo, decoded)}
-        self.cache = [fresh[job] if job in fresh else DECODED.get(key) for job, key in zip(jobs, keys)]
-        for job, key in zip(jobs, keys):
-            if job in fresh:
-                DECODED.put(key, fresh[job])
+            decoded = {job: _decode_all(job) for job in todo}
+        # taken before the new videos go in, which may push older ones out
+        self.cache = [decoded[job] if job in decoded else DECODED.get(key) for job, key in zip(jobs, keys)]
+        for job, entry in decoded.items():
+            DECODED.put(todo[job], entry)
 
     def _frames(self, index: int, clips_of) -> np.ndarray:
         """Decode (or take from the cache) the frames `clips_of(num_frames, fps)` asks for: (K*T, H, W, C)."""
@@ -202,7 +201,7 @@ class DecodedVideos:
         return (path, backend, st.st_size, st.st_mtime_ns)
 
     def __contains__(self, key: tuple) -> bool:
-        return key[2] is not None and key in self.entries
+        return key in self.entries  # a missing file's key is never put
 
     def get(self, key: tuple) -> tuple[np.ndarray, float] | str:
         self.entries.move_to_end(key)
@@ -217,10 +216,6 @@ class DecodedVideos:
         self.bytes += _nbytes(entry)
         while self.bytes > self.max_bytes and self.entries:
             self.bytes -= _nbytes(self.entries.popitem(last=False)[1])
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.bytes = 0
 
 
 def _nbytes(entry: tuple[np.ndarray, float] | str) -> int:
