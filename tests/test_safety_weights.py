@@ -197,6 +197,9 @@ def _variants(data: bytes, seed: int) -> list[tuple[str, bytes]]:
 
 
 FORMATS = ["ours", "trainer", "official", "paddle", "vit_npz", "timm"]
+# A good load's peak memory varies by up to 2.7 MB between forked children (malloc reusing the parent's heap or
+# not; measured 2026-12-02 over 30 variants x 6 formats): a bomb allocates far more.
+NOISE = 8 * MB
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +220,11 @@ def test_damaged_files_give_a_one_line_error_or_a_correct_load_never_a_traceback
         top = tl.predict(clip, path, top_k=3, device="cpu")  # load_pretrained, then the test protocol
         assert len(top) == 3 and abs(sum(p for _, p in top)) <= 1 + 1e-6
 
-    baseline = outcome(lambda: load_and_predict(real))  # decoding, the model, torch's lazy set-up
+    # once here, before any child forks: torch's lazy set-up, and tl.fuse's one timing of oneDNN against torch's
+    # matmul. That choice is cached per process and changes what a prediction allocates by ~50 MB; timed in each
+    # child, it could differ from the baseline's by chance.
+    load_and_predict(real)
+    baseline = outcome(lambda: load_and_predict(real))
     assert baseline["kind"] == "ok", baseline
     failures = []
     for i, (how, data) in enumerate(_variants(real.read_bytes(), seed=FORMATS.index(fmt))):
@@ -225,7 +232,7 @@ def test_damaged_files_give_a_one_line_error_or_a_correct_load_never_a_traceback
         path.write_bytes(data)
         result = outcome(lambda path=path: load_and_predict(path), timeout=20)
         clean = result["kind"] == "ok" or (result["kind"] == "error" and "\n" not in result["message"])
-        small = result["grew"] <= baseline["grew"] + 2 * len(data) + MB  # beyond what a good load costs
+        small = result["grew"] <= baseline["grew"] + 2 * len(data) + NOISE  # beyond what a good load costs
         if not (clean and small):
             failures.append(f"{how}: {result}")
     assert not failures, "\n".join(failures)
