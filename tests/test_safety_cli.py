@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from safety_fixtures import ROOT, cli, one_line_error, smoke_args, smoke_data, tiny_model, toy_clip
+from safety_fixtures import ROOT, cli, one_line_error, outcome, smoke_args, smoke_data, tiny_model, toy_clip
 
 import timesformer_lite as tl
 from timesformer_lite.cli import main
@@ -150,6 +150,34 @@ def test_ctrl_c_during_training_says_where_to_resume_from(tmp_path):
     saved = torch.load(last, weights_only=True)
     assert f"(epoch {saved['epoch'] + 1}, step {saved['step_in_epoch']}/2)" in line
     assert json.loads(json.dumps(tl.load_config(saved["config"]).to_dict()))["train"]["epochs"] == 200
+
+
+def test_a_ctrl_c_inside_a_checkpoint_write_stops_after_the_write(tmp_path, monkeypatch):
+    """The Ctrl-C above can land inside torch.save, whose C++ writer calls the Python file's write. Raised there,
+    it came out as torch's RuntimeError ("unexpected pos") or aborted the process from the writer's destructor
+    ("write to closed file") instead of stopping the run cleanly."""
+    from timesformer_lite.train import checkpoint
+
+    write, writes = checkpoint._Writes.write, []
+
+    def write_then_ctrl_c(self, data):
+        writes.append(len(data))
+        if len(writes) == 3:
+            signal.raise_signal(signal.SIGINT)  # delivered while torch.save is mid-file
+        return write(self, data)
+
+    monkeypatch.setattr(checkpoint._Writes, "write", write_then_ctrl_c)
+    path = tmp_path / "last.pt"
+
+    def save():
+        with checkpoint.interrupts_deferred():
+            checkpoint.save_checkpoint({"x": torch.arange(1000), "y": torch.arange(10)}, path)
+            (tmp_path / "recorded").touch()  # what the trainer records after the write still happens
+
+    result = outcome(save)  # in a child: without the deferral it aborts
+    assert result["type"] == "KeyboardInterrupt", result  # the Ctrl-C is not lost, only held
+    assert (tmp_path / "recorded").exists() and torch.equal(torch.load(path)["x"], torch.arange(1000))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process's handler is untouched
 
 
 def test_a_model_saved_for_sharing_still_predicts(bad, tmp_path, capsys):

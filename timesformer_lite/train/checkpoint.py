@@ -13,9 +13,13 @@ even by kill -9), and removes the temporary files a killed write left behind.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +28,16 @@ import torch
 from ..weights.checkpoint import FORMAT
 from ..weights.io import atomic_write
 
-__all__ = ["FORMAT", "RunFolder", "config_changes", "find_resume", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = [
+    "FORMAT",
+    "RunFolder",
+    "config_changes",
+    "find_resume",
+    "interrupts_deferred",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
 
 # keys a resumed run may change: how long it runs, where, how it loads data and reports; none of them
 # changes the weights a step computes (exact resume)
@@ -87,6 +100,27 @@ def save_checkpoint(obj: Any, path: str | Path) -> Path:
         if e.filename is None:  # flushing or closing the file failed: name the checkpoint
             raise OSError(e.errno, e.strerror, str(path)) from None
         raise
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives inside the block until the block is done, then deliver it.
+
+    For checkpoint writes: interrupted inside `torch.save`, whose C++ writer calls back into the Python file,
+    the process aborted ("write to closed file" from the writer's destructor) instead of stopping cleanly.
+    A no-op outside the main thread, where Python cannot set signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)  # now, to the handler that was there (KeyboardInterrupt)
 
 
 def rng_state() -> dict[str, Any]:

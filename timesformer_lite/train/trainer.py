@@ -35,7 +35,16 @@ from ..model import TimeSformer
 from ..utils import seed_everything
 from ..weights.checkpoint import read_trainer_checkpoint
 from ..weights.io import atomic_write
-from .checkpoint import FORMAT, RunFolder, config_changes, find_resume, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    FORMAT,
+    RunFolder,
+    config_changes,
+    find_resume,
+    interrupts_deferred,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .distributed import DistEnv, all_reduce_sum, setup, teardown
 from .evaluate import EvalResult, autocast_for, evaluate, summary_line, test_protocol
 from .optim import build_optimizer, build_scheduler, scaled_lr
@@ -262,10 +271,11 @@ class Trainer:
         return state
 
     def save(self, name: str, with_training_state: bool = True) -> None:
-        if self.env.main:
-            save_checkpoint(self.state(with_training_state), self.run_dir / name)
-        if with_training_state:
-            self.saved_at = (self.epoch, self.step_in_epoch)
+        with interrupts_deferred():  # a Ctrl-C stops the run after the checkpoint is written and recorded
+            if self.env.main:
+                save_checkpoint(self.state(with_training_state), self.run_dir / name)
+            if with_training_state:
+                self.saved_at = (self.epoch, self.step_in_epoch)
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint with everything a resume needs, written by a run of the same config."""
