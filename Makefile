@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CONSTRAINTS := $(VENV)/torch-constraint.txt
 
-.PHONY: run test lint format lab clean-venv
+.PHONY: run test lint format lab book clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,12 @@ $(VENV)/.stamp-run: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.stamp-dev: pyproject.toml $(CONSTRAINTS)
-	$(PIP) install -c $(CONSTRAINTS) -e ".[notebooks,dev]"
-	touch $@ $(VENV)/.stamp-run
+	$(PIP) install -c $(CONSTRAINTS) -e ".[notebooks,dev,book]"
+	touch $@ $(VENV)/.stamp-run $(VENV)/.stamp-book
+
+$(VENV)/.stamp-book: pyproject.toml $(CONSTRAINTS)
+	$(PIP) install -c $(CONSTRAINTS) -e ".[notebooks,export,book]"
+	touch $@
 
 # The main job: notebooks/90_full_training.ipynb on the toy preset, executed by papermill into runs/
 # (add -p preset k400 -p nproc 8 ... for a GPU run; see the README).
@@ -43,6 +47,11 @@ format: $(VENV)/.stamp-dev
 
 test: lint
 	$(PY) -m pytest
+
+# The course website: every notebook executed (smoke preset) in a scratch copy under build/book/, then the static
+# site built into book/ (docs/book/make_book.py; the GitHub Pages workflow runs this same target).
+book: $(VENV)/.stamp-book
+	$(PY) docs/book/make_book.py
 
 lab: $(VENV)/.stamp-run
 	$(PY) -m jupyter lab notebooks

@@ -14,6 +14,13 @@ a random start, one thread per decoder, in one process. Three contenders, interl
 
 All three must return the same frames (G5b). Results are appended to benchmarks/RESULTS.md under
 "## Decoding".
+
+    python benchmarks/bench_decode.py --toy [--per-class 20] [--no-append]
+
+`--toy` measures the toy-motions encoding instead (issue 20): the same clips (`per_class` of every class)
+written with the generator's `X264_OPTIONS` and with recipe v5's (crf 23, a key frame first), interleaved:
+kB per clip, decoding ms per clip with `read_frames` as the data pipeline calls it, the mean PSNR of each frame
+position against the raw render, and whether a clip encoded backwards decodes to its frames backwards.
 """
 
 from __future__ import annotations
@@ -139,14 +146,70 @@ def loader_rate(clips: list[Path], workers: int, per_worker: int) -> float:
     return n / (time.perf_counter() - t)
 
 
+V5_OPTIONS = {"crf": "23", "preset": "veryfast", "x264-params": "mbtree=0"}  # toy recipe v5's encoder
+
+
+def psnr_by_frame(decoded: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """PSNR (dB) of each frame of uint8 (T, H, W, C) `decoded` against `raw`. (T,)"""
+    mse = ((decoded.astype(float) - raw.astype(float)) ** 2).reshape(len(raw), -1).mean(1)
+    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
+
+
+def bench_toy(tmp: Path, per_class: int) -> list[str]:
+    """The toy encoder against v5's on the same clips: size, decode time, PSNR by frame position, reversal."""
+    from timesformer_lite.data.toy import CLASSES, X264_OPTIONS, clip_rng, make_clip, write_mp4
+
+    raw = [make_clip(c, clip_rng(0, "test", c, i)) for c in range(len(CLASSES)) for i in range(per_class)]
+    encoders = {"v5 (crf 23)": V5_OPTIONS, "now": X264_OPTIONS}
+    paths = {name: [] for name in encoders}
+    for k, clip in enumerate(raw):
+        for name, options in encoders.items():
+            path = tmp / f"{name[:2]}_{k}.mp4"
+            write_mp4(path, clip, options=options)
+            paths[name].append(path)
+    times = {name: [] for name in encoders}
+    decoded = {name: [] for name in encoders}
+    for k in range(len(raw)):  # interleaved, so that a change of machine load hits both alike
+        for name in encoders:
+            t = time.perf_counter()
+            decoded[name].append(read_frames(paths[name][k], range(len(raw[k]))))
+            times[name].append(time.perf_counter() - t)
+    lines = []
+    for name, options in encoders.items():
+        psnr = np.mean([psnr_by_frame(d, r) for d, r in zip(decoded[name], raw)], axis=0)
+        backwards = tmp / "backwards.mp4"
+        same = 0
+        for clip, frames in zip(raw[::per_class], decoded[name][::per_class]):  # one clip of every class
+            write_mp4(backwards, np.ascontiguousarray(clip[::-1]), options=options)
+            same += int(np.array_equal(read_frames(backwards, range(len(clip)))[::-1], frames))
+        kb = np.mean([p.stat().st_size for p in paths[name]]) / 1e3
+        lines.append(
+            f"| toy {name}: `{options}` | {kb:.2f} kB/clip, decode {1e3 * statistics.median(times[name]):.2f} ms/clip "
+            f"| PSNR by frame {' '.join(f'{v:.1f}' for v in psnr)} dB, **spread {psnr.max() - psnr.min():.2f} dB** "
+            f"| backwards = reversed: {same}/{len(CLASSES)} |"
+        )
+        print(lines[-1])
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=3, help="clips per keyframe interval")
     parser.add_argument("--reps", type=int, default=4, help="reads per clip and backend")
     parser.add_argument("--workers", type=int, default=2, help="largest DataLoader worker count to test")
     parser.add_argument("--no-append", action="store_true", help="print only; do not touch RESULTS.md")
+    parser.add_argument("--toy", action="store_true", help="measure the toy-motions encoding instead")
+    parser.add_argument("--per-class", type=int, default=20, help="--toy: clips of every class")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.toy:
+        with tempfile.TemporaryDirectory() as tmp:
+            lines = bench_toy(Path(tmp), args.per_class)
+        if not args.no_append:
+            append(
+                lines, f"`python benchmarks/bench_decode.py --toy`: {10 * args.per_class} toy clips (8 frames of 32x32)"
+            )
+        return 0
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         sets = {}
@@ -179,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def append(lines: list[str]) -> None:
+K400_LIKE = "`python benchmarks/bench_decode.py`: 8 frames over a 256-frame window of 10 s 340x256 25 fps H.264 clips,"
+
+
+def append(lines: list[str], what: str = K400_LIKE) -> None:
     """Add a dated block under '## Decoding' in RESULTS.md."""
     import decord
     from results import append_results
@@ -189,7 +255,7 @@ def append(lines: list[str]) -> None:
         f"### {datetime.date.today().isoformat()}, {machine}, torch {torch.__version__}, decord {decord.__version__}, "
         f"PyAV {av.__version__}",
         "",
-        "`python benchmarks/bench_decode.py`: 8 frames over a 256-frame window of 10 s 340x256 25 fps H.264 clips,",
+        what,
         "one decoder thread, contenders interleaved, medians (the script's docstring defines them).",
         "",
         "| measurement | figures | ratio | check |",

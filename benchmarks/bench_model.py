@@ -1,8 +1,8 @@
 """Model speed against Hugging Face Timesformer with the same weights, every contender in one interleaved run.
 
-    python benchmarks/bench_model.py --suite cpu --threads 1   # the CPU rows of issue 13 (tens of minutes)
+    python benchmarks/bench_model.py --suite cpu --threads 1   # the CPU rows of issues 13 and 22 (~30 min)
     bash benchmarks/gpu_suite.sh --compile                     # the GPU rows (it runs --suite gpu here)
-    python benchmarks/bench_model.py forward --batch 4 --threads 1 [--compile default]
+    python benchmarks/bench_model.py forward --batch 4 --threads 1 [--dtype bf16] [--compile default]
     python benchmarks/bench_model.py train --preset toy        # forward, train, mfu, saved, stall: one row each
     python benchmarks/bench_model.py --help
 
@@ -10,18 +10,22 @@ Contenders, all holding HF's random weights (converted through `state_dict_from_
 the same function and their logits are compared too:
 
     HF                  `transformers.TimesformerForVideoClassification`, eager, as its users run it
-    tl.fuse(model)      the inference model `timesformer_lite.fuse.fuse` makes from the reference (inference rows)
+    tl.fuse(model)      the inference model `tl.fuse(model, dtype=...)` makes from the reference (inference rows)
     reference           `tl.TimeSformer` as it is
-    reference+options   the reference with the trainer's named training options for the device (training rows)
+    reference+options   the reference built with the training options the trainer resolves for the device
     torch.compile(...)  the reference (or reference+options) compiled (`--compile MODE`; the CPU suite: default)
-    model of COMMIT     the package of a past commit, unpacked beside this one (`--baseline`, default 04d1ef8)
+    tl.fuse at COMMIT   a past commit's package, unpacked beside this one (`--baseline`, default b059a52 and
+    model of COMMIT     04d1ef8): its `tl.fuse` of its model where it has one, else its model
+    plain GEMM          one `a @ b` of TimeSformer-B's MLP shape, 1568x768 @ 768x3072 (the GFLOP/s rows)
 
 Protocol (shared/reference/performance.md section 7): same process, device, input, dtype policy, batch and
 thread count; warm-up rounds, then the contenders interleaved (A, B, C, A, B, C, ...) so that drift hits all
-alike; medians with p10/p90. Rows print each ratio beside its issue-13 target; the run is appended, dated and
+alike; medians with p10/p90. Rows print each ratio beside its issue's target; the run is appended, dated and
 with a line naming the machine, to benchmarks/RESULTS.md under "## Model speed vs Hugging Face" unless
 --no-append. dtype policy: fp32 everywhere for "fp32"; for "bf16", fp32 weights under bf16 autocast, for
-inference and training alike (the trainer's `amp=bf16`).
+inference and training alike (the trainer's `amp=bf16`), except tl.fuse(model), which is its own bf16 path:
+`tl.fuse(model, dtype=torch.bfloat16)` on the clip cast to bf16. bf16 logits are compared with the fp32
+reference's. A CPU without native bf16 (AVX512-BF16 or AMX) skips the bf16 speed rows, saying so.
 """
 
 from __future__ import annotations
@@ -50,20 +54,27 @@ from baseline import baseline_model, load_package  # noqa: E402
 from results import append_results, cpu_model  # noqa: E402
 
 from timesformer_lite.config import ModelConfig, load_config  # noqa: E402
-from timesformer_lite.fuse import fuse  # noqa: E402
+from timesformer_lite.fuse import fuse, native_bf16  # noqa: E402
 from timesformer_lite.model import TimeSformer  # noqa: E402
-from timesformer_lite.train.options import apply_training_options, training_options  # noqa: E402
+from timesformer_lite.train.options import options_of, resolve_options  # noqa: E402
 from timesformer_lite.utils import model_flops  # noqa: E402
 from timesformer_lite.weights.hf import config_to_hf, state_dict_from_hf  # noqa: E402
 
 SECTION = "## Model speed vs Hugging Face"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-BASELINE = "04d1ef8"  # the model before issue 13 split it into a reference and tl.fuse
-TARGETS = {  # issue 13's targets ("<=" for memory, ">=" for the rest)
+# issue 22's "today's main" (tl.fuse before it became a reparameterization) and issue 13's hand-tuned model
+BASELINES = ("b059a52", "04d1ef8")
+FUSED = "tl.fuse(model)"
+GEMM_SHAPE = (1568, 768, 3072)  # TimeSformer-B's MLP fc1 at 8x224: (tokens x D) @ (D x 4D)
+TARGETS = {  # issues 13 and 22 ("<=" for memory and logit differences, ">=" for the rest)
     "forward_cpu": 1.25,  # tl.fuse(model) / HF, fp32, one thread
     "reference_cpu": 1.05,  # the plain reference / HF, same rows
-    "fused_vs_baseline": 0.97,  # tl.fuse(model) / the baseline commit's model, same rows
-    "train_cpu": 1.25,  # reference+options / HF, toy preset training step
+    "fused_vs_baseline": 1.0,  # tl.fuse(model) / each baseline commit's fused model (or model), same rows
+    "train_cpu": 1.35,  # reference+options / HF, toy preset training step
+    "bf16_cpu": 1.5,  # tl.fuse(model, dtype=bf16) / HF under bf16 autocast, CPUs with native bf16
+    "gemm_fp32": 1.0,  # tl.fuse(model)'s GFLOP/s / a plain fp32 GEMM's of GEMM_SHAPE, same run
+    "gemm_bf16": 0.6,  # the same in bf16
+    "bf16_logits": 3e-2,  # max abs difference of bf16 logits to the fp32 reference's
     "forward_gpu": 1.5,
     "train_gpu": 1.3,
     "memory": 0.75,
@@ -157,16 +168,25 @@ def compile_warmup(warmup: int, mode: str | None) -> int:
     return max(warmup, 3 if mode == "reduce-overhead" else 1)
 
 
-def baseline_of(commit: str | None) -> tuple[str, object] | None:
-    """(commit, its package) for the baseline contender, or None (with the reason printed) where it cannot
-    be loaded: no git, not a checkout, an unknown commit."""
-    if commit is None:
-        return None
-    try:
-        return commit, load_package(commit)
-    except RuntimeError as e:
-        print(f"skipping the baseline rows: {e}", file=sys.stderr)
-        return None
+def baseline_of(commits: str | None) -> list[tuple[str, object]]:
+    """(commit, its package) for each comma-separated baseline commit, leaving out (with the reason printed)
+    those that cannot be loaded: no git, not a checkout, an unknown commit."""
+    loaded = []
+    for commit in commits.split(",") if commits else []:
+        try:
+            loaded.append((commit, load_package(commit)))
+        except RuntimeError as e:
+            print(f"skipping the baseline rows of {commit}: {e}", file=sys.stderr)
+    return loaded
+
+
+def baseline_contender(commit: str, package: object, ref: TimeSformer) -> tuple[str, Callable[[Tensor], Tensor]]:
+    """The inference model of a past commit holding `ref`'s weights: its `tl.fuse` of its model where it has
+    one ("tl.fuse at COMMIT"), else its model ("model of COMMIT")."""
+    model = baseline_model(package, ref)
+    if hasattr(package, "fuse"):
+        return f"tl.fuse at {commit}", package.fuse(model)
+    return f"model of {commit}", model.eval()
 
 
 def random_video(cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, seed: int = 1) -> Tensor:
@@ -254,39 +274,93 @@ class Parity:
     top1: float
 
 
-def parity(ours: Callable[[Tensor], Tensor], hf: Callable[[Tensor], Tensor], video: Tensor) -> Parity:
-    a, b = ours(video).float(), hf(video).float()
+def parity(ours: Callable[[Tensor], Tensor], want: Tensor, video: Tensor) -> Parity:
+    a, b = ours(video).float(), want.float()
     return Parity((a - b).abs().max().item(), (a.argmax(1) == b.argmax(1)).float().mean().item())
 
 
 def parity_row(fns: dict[str, Callable[[Tensor], Tensor]], video: Tensor, dtype: torch.dtype, what: str) -> Row:
-    """Every contender's logits against HF's on `video` (under the dtype policy, no grad): the ratio column is
-    the largest difference of any of them."""
-    with torch.no_grad(), precision(video.device, dtype):
-        diffs = {k: parity(fn, fns["HF"], video) for k, fn in fns.items() if k != "HF"}
-    bound = 1e-4 if dtype == torch.float32 else 2e-2
+    """Every contender's logits (under the dtype policy, no grad) against HF's in fp32, against the fp32
+    reference's in bf16 (HF included): the ratio column is the largest difference of any of them."""
+    device = video.device
+    with torch.no_grad():
+        if dtype == torch.float32:
+            against, others = "HF", {k: fn for k, fn in fns.items() if k != "HF"}
+        else:
+            against, others = "the fp32 reference", {k: fn for k, fn in fns.items() if k != "reference"}
+        with strict_fp32():
+            want = fns["HF" if dtype == torch.float32 else "reference"](video)
+        with precision(device, dtype):
+            diffs = {k: parity(fn, want, video) for k, fn in others.items()}
+    bound = 1e-4 if dtype == torch.float32 else TARGETS["bf16_logits"]
     worst = max(p.max_abs for p in diffs.values())
     ok = worst <= bound and all(p.top1 == 1.0 for p in diffs.values())
     top1 = min(p.top1 for p in diffs.values())
     note = f"bound {bound:g}, top-1 agreement {100 * top1:.0f} %: {'yes' if ok else 'NO'}"
     figures = ", ".join(f"{k} {p.max_abs:.1e}" for k, p in diffs.items())
-    return Row(f"logits vs HF (max abs diff), {what}", figures, "", worst, note=note)
+    return Row(f"logits vs {against} (max abs diff), {what}", figures, "", worst, note=note)
+
+
+def fused_call(fused: nn.Module, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+    """The fused model as a contender: in bf16 it is `tl.fuse(model, dtype=torch.bfloat16)` on the video cast
+    to bf16, outside autocast (its own bf16 path), while the others run under bf16 autocast."""
+    if dtype == torch.float32:
+        return fused
+
+    def call(video: Tensor) -> Tensor:
+        with torch.autocast(video.device.type, enabled=False):
+            return fused(video.to(dtype))
+
+    return call
 
 
 def inference_contenders(
-    cfg: ModelConfig, device: torch.device, compile_mode: str | None, baseline: tuple[str, object] | None
+    cfg: ModelConfig,
+    device: torch.device,
+    compile_mode: str | None,
+    baselines: list[tuple[str, object]],
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, Callable[[Tensor], Tensor]]:
-    """HF, tl.fuse(model), the reference, optionally it compiled and a past commit's model: eval mode, one
-    set of weights."""
+    """HF, tl.fuse(model) (in `dtype`), the reference, optionally it compiled, and each baseline commit's
+    inference model (`baseline_contender`): eval mode, one set of weights."""
     hf, ref = hf_and_reference(cfg, device)
     hf, ref = hf.eval(), ref.eval()
-    fns = {"HF": hf_logits(hf), "tl.fuse(model)": fuse(ref), "reference": ref}
+    fns = {"HF": hf_logits(hf), FUSED: fused_call(fuse(ref, dtype=dtype), dtype), "reference": ref}
     if compile_mode is not None:
         fns[f"torch.compile(reference, {compile_mode})"] = torch.compile(ref, mode=compile_mode)
-    if baseline is not None:
-        commit, package = baseline
-        fns[f"model of {commit}"] = baseline_model(package, ref).eval()
+    for commit, package in baselines:
+        name, model = baseline_contender(commit, package, ref)
+        fns[name] = model
     return fns
+
+
+def plain_gemm(device: torch.device, dtype: torch.dtype) -> Callable[[], Tensor]:
+    """One plain `a @ b` of `GEMM_SHAPE` in `dtype` (torch's matmul: MKL for fp32 and oneDNN for bf16 on the
+    official CPU wheels), the speed a model's GFLOP/s are set against."""
+    m, k, n = GEMM_SHAPE
+    gen = torch.Generator().manual_seed(2)
+    a, b = (torch.randn(*shape, generator=gen).to(device, dtype) for shape in ((m, k), (k, n)))
+    return lambda: a @ b
+
+
+def gemm_rows(what: str, t: dict[str, Timing], batch: int, flops: float, dtype: torch.dtype, target: float | None):
+    """tl.fuse(model)'s and HF's GFLOP/s (the reference's FLOP count) over the plain GEMM's, timed in `t`."""
+    m, k, n = GEMM_SHAPE
+    plain = 2 * m * k * n / t["plain GEMM"].median
+    rows = []
+    for name, goal in ((FUSED, target), ("HF", None)):
+        achieved = batch * flops / t[name].median
+        row = Row(
+            f"{what}: {name} / plain {dtype_name(dtype)} GEMM {m}x{k} @ {k}x{n} (GFLOP/s)",
+            f"{achieved / 1e9:.0f}",
+            f"{plain / 1e9:.0f}",
+            achieved / plain,
+            goal,
+            note=f"{flops / 1e9:.1f} GFLOP per clip (the reference's count)",
+        )
+        print(row.markdown(), file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
 
 
 def bench_forward(
@@ -298,46 +372,46 @@ def bench_forward(
     reps: int,
     targets: dict[str, float | None],
     compile_mode: str | None = None,
-    baseline: tuple[str, object] | None = None,
+    baselines: list[tuple[str, object]] = (),
     peak: Peak | None = None,
+    gemm: bool = False,
 ) -> list[Row]:
     """Inference clips/s of every contender (eval, no_grad), interleaved; ratios against HF and of tl.fuse
-    against the baseline commit's model; the logit parity of each; given `peak`, tl.fuse's MFU.
+    against each baseline commit's model; the logit parity of each; given `peak`, tl.fuse's MFU; with `gemm`,
+    a plain GEMM timed among the contenders and the GFLOP/s rows against it.
 
     Args:
-        targets: "fused", "reference" and "baseline": the target of tl.fuse / HF, reference / HF and
-            tl.fuse / baseline (None: report only).
+        targets: "fused", "reference", "baseline" and "gemm": the targets of tl.fuse / HF, reference / HF,
+            tl.fuse / each baseline and tl.fuse's GFLOP/s / the plain GEMM's (None: report only).
     """
-    fns = inference_contenders(cfg, device, compile_mode, baseline)
+    fns = inference_contenders(cfg, device, compile_mode, baselines, dtype)
     video = random_video(cfg, batch, device, torch.float32)
     with torch.no_grad(), precision(device, dtype):
         calls = {k: (lambda fn=fn: fn(video)) for k, fn in fns.items()}
+        if gemm:
+            calls["plain GEMM"] = plain_gemm(device, dtype)
         t = interleaved(calls, device, compile_warmup(warmup, compile_mode), reps)
     what = f"forward {label(cfg)} {dtype_name(dtype)} batch {batch}"
-    others = [k for k in fns if k not in ("HF", "tl.fuse(model)", "reference")]
-    pairs = [("tl.fuse(model)", "HF", targets.get("fused")), ("reference", "HF", targets.get("reference"))]
+    others = [k for k in fns if k not in ("HF", FUSED, "reference")]
+    pairs = [(FUSED, "HF", targets.get("fused")), ("reference", "HF", targets.get("reference"))]
     pairs += [(k, "HF", None) for k in others]
-    pairs += [("tl.fuse(model)", k, targets.get("baseline")) for k in others if k.startswith("model of ")]
+    pairs += [(FUSED, k, targets.get("baseline")) for k in others if " at " in k or k.startswith("model of ")]
     rows = speed_rows(what, t, batch, pairs)
+    if gemm:
+        rows += gemm_rows(what, t, batch, model_flops(cfg), dtype, targets.get("gemm"))
     rows.append(parity_row(fns, video, dtype, what.removeprefix("forward ")))
     if peak is not None:
-        rows.append(mfu_row("inference", what, batch, t["tl.fuse(model)"].median, model_flops(cfg), peak))
+        rows.append(mfu_row("inference", what, batch, t[FUSED].median, model_flops(cfg), peak))
     return rows
 
 
 def parity_only(
-    cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, baseline: tuple[str, object] | None
+    cfg: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype, baselines: list[tuple[str, object]]
 ) -> list[Row]:
     """The parity row of `bench_forward` alone (no timing, nothing compiled)."""
-    fns = inference_contenders(cfg, device, None, baseline)
-    return [
-        parity_row(
-            fns,
-            random_video(cfg, batch, device, torch.float32),
-            dtype,
-            f"{label(cfg)} {dtype_name(dtype)} batch {batch}",
-        )
-    ]
+    fns = inference_contenders(cfg, device, None, baselines, dtype)
+    video = random_video(cfg, batch, device, torch.float32)
+    return [parity_row(fns, video, dtype, f"{label(cfg)} {dtype_name(dtype)} batch {batch}")]
 
 
 def train_step(model: Callable[[Tensor], Tensor], opt: torch.optim.Optimizer, video: Tensor, labels: Tensor, amp):
@@ -350,21 +424,27 @@ def train_step(model: Callable[[Tensor], Tensor], opt: torch.optim.Optimizer, vi
     return loss
 
 
+def with_training_options(ref: TimeSformer, device: torch.device) -> TimeSformer:
+    """The reference built with the options the trainer resolves for `device`, holding a copy of `ref`'s weights."""
+    tuned = TimeSformer(resolve_options(ref.cfg, device)[0]).to(next(ref.parameters()).device)
+    tuned.load_state_dict(ref.state_dict(), strict=True)
+    return tuned
+
+
 def training_contenders(
-    cfg: ModelConfig, device: torch.device, compile_mode: str | None, baseline: tuple[str, object] | None
+    cfg: ModelConfig, device: torch.device, compile_mode: str | None, baselines: list[tuple[str, object]] = ()
 ) -> dict[str, nn.Module]:
     """HF, the reference with the device's training options, the plain reference, optionally the former
-    compiled and a past commit's model: train mode, each its own copy of one set of weights."""
+    compiled and each past commit's model: train mode, each its own copy of one set of weights."""
     hf, ref = hf_and_reference(cfg, device)
     plain = copy.deepcopy(ref).train()
-    tuned = apply_training_options(ref, training_options(device)).train()
+    tuned = with_training_options(ref, device).train()
     models = {"HF": hf.train(), "reference+options": tuned, "reference": plain}
     if compile_mode is not None:
         models[f"torch.compile(reference+options, {compile_mode})"] = torch.compile(
             copy.deepcopy(tuned), mode=compile_mode
         )
-    if baseline is not None:
-        commit, package = baseline
+    for commit, package in baselines:
         models[f"model of {commit}"] = baseline_model(package, plain).train()
     return models
 
@@ -378,7 +458,7 @@ def bench_train(
     reps: int,
     target: float | None,
     compile_mode: str | None = None,
-    baseline: tuple[str, object] | None = None,
+    baselines: list[tuple[str, object]] = (),
     peak: Peak | None = None,
 ) -> list[Row]:
     """Training-step clips/s (forward, backward, AdamW) of every contender, interleaved; on CUDA also peak
@@ -387,7 +467,7 @@ def bench_train(
     Args:
         target: of reference+options / HF (None: report only).
     """
-    models = training_contenders(cfg, device, compile_mode, baseline)
+    models = training_contenders(cfg, device, compile_mode, baselines)
     video = random_video(cfg, batch, device, torch.float32)
     labels = torch.arange(batch, device=device) % max(cfg.num_classes, 1)
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in models.items()}
@@ -400,8 +480,7 @@ def bench_train(
     pairs = [("reference+options", "HF", target)] + [(k, "HF", None) for k in others]
     pairs += [("reference+options", k, None) for k in others if k.startswith("model of ")]
     rows = speed_rows(what, t, batch, pairs)
-    options = training_options(device)
-    rows[0].note = ", ".join(f"{k}={v}" for k, v in vars(options).items())
+    rows[0].note = ", ".join(f"{k}={v}" for k, v in options_of(models["reference+options"].cfg).items())
     if peak is not None:
         rows.append(mfu_row("training", what, batch, t["reference+options"].median, 3 * model_flops(cfg), peak))
     if device.type == "cuda":
@@ -443,12 +522,11 @@ def saved_bytes(model: nn.Module, call: Callable[[Tensor], Tensor], video: Tenso
 
 def bench_saved(cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> list[Row]:
     """What training keeps for the backward pass, per clip and per step: the reference with the training
-    options a GPU trainer applies (`training_options(cuda)`) / HF. The peak-memory row's part that a CPU can
+    options a GPU trainer resolves (`resolve_options(cfg, cuda)`) / HF. The peak-memory row's part that a CPU can
     measure. Per clip is batch 2 minus batch 1; per step the rest (e.g. weights cast for autocast, kept once
     whatever the batch)."""
     hf, ref = hf_and_reference(cfg, device)
-    options = training_options(torch.device("cuda"))
-    ref = apply_training_options(ref, options)
+    ref = with_training_options(ref, torch.device("cuda"))
     models = {"ours": (ref.train(), ref), "hf": (hf.train(), hf_logits(hf))}
     one, two = (random_video(cfg, b, device, torch.float32) for b in (1, 2))
     kept = {k: (saved_bytes(*m, one, dtype), saved_bytes(*m, two, dtype)) for k, m in models.items()}
@@ -456,7 +534,7 @@ def bench_saved(cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> l
     step = {k: (2 * a - b) / 2**20 for k, (a, b) in kept.items()}
     what = f"{label(cfg)} {dtype_name(dtype)}"
     note = f"plus once a step: ours {step['ours']:.0f}, HF {step['hf']:.0f} MiB; "
-    note += ", ".join(f"{k}={v}" for k, v in vars(options).items())
+    note += ", ".join(f"{k}={v}" for k, v in options_of(ref.cfg).items())
     name = f"tensors kept for backward per clip, training {what}: reference+options(cuda) / HF (MiB)"
     return [Row(name, f"{clip['ours']:.0f}", f"{clip['hf']:.0f}", clip["ours"] / clip["hf"], None, True, note)]
 
@@ -518,8 +596,8 @@ def mfu_rows(
     """Model FLOP utilisation of inference (tl.fuse) and training (reference+options) against the matmul
     peak measured first."""
     peak = matmul_peak(device, dtype, peak_n)
-    rows = bench_forward(cfg, batch, device, dtype, warmup, reps, {}, compile_mode, None, peak)
-    rows += bench_train(cfg, batch, device, dtype, warmup, reps, None, compile_mode, None, peak)
+    rows = bench_forward(cfg, batch, device, dtype, warmup, reps, {}, compile_mode, [], peak)
+    rows += bench_train(cfg, batch, device, dtype, warmup, reps, None, compile_mode, [], peak)
     return [r for r in rows if r.name.startswith("MFU")]
 
 
@@ -548,7 +626,7 @@ def data_stall(preset: str, device: torch.device, dtype: torch.dtype, steps: int
             seed=0,
             drop_last=True,
         )
-        model = apply_training_options(TimeSformer(cfg.model).to(device), training_options(device)).train()
+        model = TimeSformer(resolve_options(cfg.model, device)[0]).to(device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         amp = autocast(device, dtype)
         waits, totals = [], []
@@ -582,27 +660,39 @@ def cpu_suite(
     warmup: int,
     reps: int,
     compile_mode: str | None,
-    baseline: tuple[str, object] | None,
+    baselines: list[tuple[str, object]],
     device: torch.device,
     base: ModelConfig | None = None,
     toy: tuple[ModelConfig, int] | None = None,
+    bf16: bool | None = None,
 ) -> list[Row]:
-    """Every CPU row of issue 13: fp32 forward of TimeSformer-B at batch 1 and 4 (tl.fuse, the reference, it
-    compiled and the baseline commit's model, against HF and tl.fuse against the baseline), the toy preset's
-    fp32 training step, the bf16 parity, and the tensors kept for the backward pass of bf16 training (what
-    the GPU memory row depends on). `base` and `toy` (its model and batch) are parameters so that a test can
-    run the whole suite with tiny models."""
+    """Every CPU row of issues 13 and 22: fp32 forward of TimeSformer-B at batch 1 and 4 (tl.fuse, the
+    reference, it compiled and each baseline commit's inference model, against HF, tl.fuse against each
+    baseline, GFLOP/s against a plain fp32 GEMM), the same in bf16 (tl.fuse(model, dtype=torch.bfloat16)
+    against HF under bf16 autocast, GFLOP/s against a plain bf16 GEMM, logits against the fp32 reference)
+    where the CPU has native bf16 (`bf16`, default: `native_bf16()`; elsewhere the bf16 parity alone), the toy
+    preset's fp32 training step, and the tensors kept for the backward pass of bf16 training (what the GPU
+    memory row depends on). `base` and `toy` (its model and batch) are parameters so that a test can run the
+    whole suite with tiny models."""
     base = base or base_config()
     if toy is None:
         preset = load_config("toy")
         toy = preset.model, preset.train.batch_size
+    bf16 = native_bf16() if bf16 is None else bf16
     targets = {"fused": TARGETS["forward_cpu"], "reference": TARGETS["reference_cpu"]}
-    targets["baseline"] = TARGETS["fused_vs_baseline"]
+    targets.update(baseline=TARGETS["fused_vs_baseline"], gemm=TARGETS["gemm_fp32"])
+    targets16 = dict(fused=TARGETS["bf16_cpu"], baseline=None, gemm=TARGETS["gemm_bf16"])
     rows: list[Row] = []
     for batch in (1, 4):
-        rows += bench_forward(base, batch, device, torch.float32, warmup, reps, targets, compile_mode, baseline)
-    rows += bench_train(*toy, device, torch.float32, warmup, 3 * reps, TARGETS["train_cpu"], None, baseline)
-    rows += parity_only(base, 1, device, torch.bfloat16, baseline)
+        rows += bench_forward(
+            base, batch, device, torch.float32, warmup, reps, targets, compile_mode, baselines, gemm=True
+        )
+    for batch in (1, 4) if bf16 else ():
+        rows += bench_forward(base, batch, device, torch.bfloat16, warmup, reps, targets16, None, baselines, gemm=True)
+    if not bf16:
+        print("skipping the bf16 speed rows: this CPU has no native bf16 (AVX512-BF16 or AMX)", file=sys.stderr)
+        rows += parity_only(base, 1, device, torch.bfloat16, baselines)
+    rows += bench_train(*toy, device, torch.float32, warmup, 3 * reps, TARGETS["train_cpu"], None, baselines)
     return rows + bench_saved(base, torch.bfloat16, device)
 
 
@@ -614,24 +704,25 @@ def gpu_suite(
     reps: int,
     peak_n: int,
     compile_mode: str | None,
-    baseline: tuple[str, object] | None,
+    baselines: list[tuple[str, object]],
     steps: int,
     data_root: str | None,
     batches: tuple[int, int, int, int] = (32, 16, 1, 4),
     stall_preset: str = "toy",
 ) -> list[Row]:
-    """Every GPU row of issue 13: forward (batch 32) and training (batch 16) against HF with MFU and peak
-    memory, the reference compiled in `compile_mode` among the contenders when given; batch-1 latency (the
-    reference under CUDA graphs when compiling); fp32 parity (batch 4); the data stall of `stall_preset`'s
-    training. `batches` and the preset are parameters so that a test can run the whole suite on a CPU."""
+    """Every GPU row of issue 13: forward (batch 32: tl.fuse(model, dtype=...) against HF under autocast) and
+    training (batch 16) against HF with MFU and peak memory, the reference compiled in `compile_mode` among the
+    contenders when given; batch-1 latency (the reference under CUDA graphs when compiling); fp32 parity (batch
+    4); the data stall of `stall_preset`'s training. `batches` and the preset are parameters so that a test can
+    run the whole suite on a CPU."""
     forward, train, latency, parity_batch = batches
     peak = matmul_peak(device, dtype, peak_n)
     targets = {"fused": TARGETS["forward_gpu"], "baseline": TARGETS["fused_vs_baseline"]}
-    rows = bench_forward(cfg, forward, device, dtype, warmup, reps, targets, compile_mode, baseline, peak)
-    rows += bench_train(cfg, train, device, dtype, warmup, reps, TARGETS["train_gpu"], compile_mode, baseline, peak)
+    rows = bench_forward(cfg, forward, device, dtype, warmup, reps, targets, compile_mode, baselines, peak)
+    rows += bench_train(cfg, train, device, dtype, warmup, reps, TARGETS["train_gpu"], compile_mode, baselines, peak)
     latency_mode = "reduce-overhead" if compile_mode else None  # the launch-bound case CUDA graphs are for
-    rows += bench_forward(cfg, latency, device, dtype, warmup, reps, {}, latency_mode, baseline)
-    rows += parity_only(cfg, parity_batch, device, torch.float32, baseline)
+    rows += bench_forward(cfg, latency, device, dtype, warmup, reps, {}, latency_mode, baselines)
+    rows += parity_only(cfg, parity_batch, device, torch.float32, baselines)
     return rows + data_stall(stall_preset, device, dtype, steps, data_root)
 
 
@@ -729,9 +820,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--baseline",
-        default=BASELINE,
-        metavar="COMMIT",
-        help=f"time the model of this commit too (default {BASELINE}, issue 13's 'today'); none: skip it",
+        default=",".join(BASELINES),
+        metavar="COMMIT[,COMMIT]",
+        help=f"time these commits' inference models too (default {','.join(BASELINES)}: issue 22's 'today's\n"
+        "main' and issue 13's hand-tuned model; their training models in the training rows); none: skip",
     )
     p.add_argument("--note", default="", help="a sentence for RESULTS.md, e.g. what else ran on the machine")
     p.add_argument("--no-append", action="store_true", help="print only; do not touch benchmarks/RESULTS.md")
@@ -759,16 +851,16 @@ def run_rows(args: argparse.Namespace, argv: list[str]) -> int:
     w = args.warmup if args.warmup is not None else (10 if gpu else 1)
     r = args.reps if args.reps is not None else (30 if gpu else 5)
     mode = None if args.compile == "none" else args.compile
-    baseline = baseline_of(None if args.baseline == "none" else args.baseline)
+    baselines = baseline_of(None if args.baseline == "none" else args.baseline)
     cfg = model_config_for(args.preset)
     if args.suite == "cpu":
-        rows = cpu_suite(w, r, "default" if args.compile is None else mode, baseline, device)
+        rows = cpu_suite(w, r, "default" if args.compile is None else mode, baselines, device)
     elif args.suite == "gpu":
-        rows = gpu_suite(cfg, device, dtype, w, r, args.peak_n, mode, baseline, args.steps, args.data_root)
+        rows = gpu_suite(cfg, device, dtype, w, r, args.peak_n, mode, baselines, args.steps, args.data_root)
     elif args.what == "forward":
-        rows = bench_forward(cfg, args.batch, device, dtype, w, r, {}, mode, baseline)
+        rows = bench_forward(cfg, args.batch, device, dtype, w, r, {}, mode, baselines, gemm=device.type == "cpu")
     elif args.what == "train":
-        rows = bench_train(cfg, args.batch, device, dtype, w, r, None, mode, baseline)
+        rows = bench_train(cfg, args.batch, device, dtype, w, r, None, mode, baselines)
     elif args.what == "mfu":
         rows = mfu_rows(cfg, args.batch, device, dtype, w, r, args.peak_n, mode)
     elif args.what == "saved":

@@ -5,7 +5,11 @@
 #
 #   bash benchmarks/gpu_suite.sh              # eager rows: ~2 min on one H100/H200
 #   bash benchmarks/gpu_suite.sh --compile    # plus the reference under torch.compile: ~6 min more
-#   bash benchmarks/gpu_suite.sh --baseline none   # without the 04d1ef8 model (needs git and the history)
+#   bash benchmarks/gpu_suite.sh --baseline none   # without the b059a52 and 04d1ef8 models (they need git and
+#                                                  # the history, which a copied working tree lacks)
+#
+# The forward rows put `tl.fuse(model, dtype=torch.bfloat16)` (its own bf16 path, the clip cast to bf16) against
+# Hugging Face under bf16 autocast; bf16 logits are compared with the fp32 reference's (bound 3e-2).
 #
 # The data-stall row writes and decodes toy videos, so it needs PyAV. Where pip cannot reach PyPI (the
 # lent GPU machines of this project), put wheels for that machine's Python in .whl/ first, e.g. on a

@@ -35,6 +35,40 @@ def append_results(section: str, block: list[str], intro: str = "", path: Path |
     path.write_text(head + section + "\n" + body + ("\n" + rest if rest else ""))
 
 
+README = RESULTS.parent.parent / "README.md"
+
+
+def block_marks(name: str) -> tuple[str, str]:
+    """The comment lines that open and close a README block written from a record."""
+    return (
+        f"<!-- {name}: written by the script that records it; tests/test_course_facts.py checks it -->",
+        f"<!-- /{name} -->",
+    )
+
+
+def read_block(text: str, name: str) -> list[str]:
+    """The lines between the marks of block `name` in `text` (a ValueError naming the block when it is missing)."""
+    start, end = block_marks(name)
+    if start not in text or end not in text:
+        raise ValueError(f"README block '{name}' is missing: add the lines {start!r} and {end!r}")
+    return text.split(start + "\n", 1)[1].split(end, 1)[0].rstrip("\n").split("\n")
+
+
+def write_block(name: str, lines: list[str], path: Path | None = None) -> None:
+    """Replace block `name` of the README (`path`) with `lines`: the sentences a recorded run's numbers go into.
+
+    Args:
+        name: the block, as its marks name it (`block_marks`).
+        lines: its new lines.
+        path: the file (default: README.md).
+    """
+    path = path or README
+    text = path.read_text()
+    start, end = block_marks(name)
+    old = "\n".join(read_block(text, name))
+    path.write_text(text.replace(f"{start}\n{old}\n{end}", "\n".join([start, *lines, end]), 1))
+
+
 def cpu_info(key: str) -> str:
     """One field of /proc/cpuinfo for the first CPU ("vendor_id": "GenuineIntel", "model name": ...), ""
     where there is no such file or field."""

@@ -23,11 +23,13 @@ import bench_model as bench  # noqa: E402
 import results  # noqa: E402
 
 from timesformer_lite.config import load_config  # noqa: E402
-from timesformer_lite.train.options import GeluLinear, training_options  # noqa: E402
+from timesformer_lite.train.options import training_options  # noqa: E402
 
 CPU = torch.device("cpu")
-HAS_HISTORY = shutil.which("git") is not None and (
-    subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{bench.BASELINE}^{{commit}}"]).returncode == 0
+MAIN, OLD = bench.BASELINES  # issue 22's "today's main" (with tl.fuse) and issue 13's hand-tuned model
+HAS_HISTORY = shutil.which("git") is not None and all(
+    subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{c}^{{commit}}"]).returncode == 0
+    for c in bench.BASELINES
 )
 
 
@@ -50,10 +52,10 @@ def timings(monkeypatch):
 
 @pytest.fixture(scope="module")
 def past():
-    """The baseline commit's package, or the reason it cannot be had (no git, a shallow clone)."""
+    """The baseline commits' packages, or the reason they cannot be had (no git, a shallow clone)."""
     if not HAS_HISTORY:
-        pytest.fail(f"tests need the git history holding {bench.BASELINE}: git fetch --unshallow")
-    return bench.BASELINE, baseline.load_package(bench.BASELINE)
+        pytest.fail(f"tests need the git history holding {', '.join(bench.BASELINES)}: git fetch --unshallow")
+    return bench.baseline_of(",".join(bench.BASELINES))
 
 
 def test_timing_reports_median_and_deciles():
@@ -84,47 +86,87 @@ def test_peer_and_reference_hold_the_same_weights_and_agree():
     hf, ref = bench.hf_and_reference(tiny(), CPU)
     video = bench.random_video(tiny(), 2, CPU, torch.float32)
     with torch.no_grad():
-        p = bench.parity(ref.eval(), bench.hf_logits(hf.eval()), video)
+        p = bench.parity(ref.eval(), bench.hf_logits(hf.eval())(video), video)
     assert p.max_abs <= 1e-5 and p.top1 == 1.0
 
 
-def test_baseline_commit_is_its_own_package_with_the_same_logits(past):
-    commit, package = past
-    assert package.__name__ == f"timesformer_lite_{commit}" and "timesformer_lite" not in package.__file__.split("/")
+def test_baseline_commits_are_their_own_packages_with_the_same_logits(past):
     _, ref = bench.hf_and_reference(tiny(), CPU)
-    old = baseline.baseline_model(package, ref.eval())
-    assert type(old).__module__ == f"timesformer_lite_{commit}.model.timesformer" and not old.training
     video = bench.random_video(tiny(), 2, CPU, torch.float32)
-    with torch.no_grad():
-        assert (old(video) - ref(video)).abs().max() <= 1e-5
-    assert baseline.load_package(commit) is package  # unpacked once a process
+    names = []
+    for commit, package in past:
+        assert package.__name__ == f"timesformer_lite_{commit}"
+        assert "timesformer_lite" not in package.__file__.split("/")
+        old = baseline.baseline_model(package, ref.eval())
+        assert type(old).__module__ == f"timesformer_lite_{commit}.model.timesformer" and not old.training
+        name, contender = bench.baseline_contender(commit, package, ref.eval())
+        names.append(name)
+        with torch.no_grad():
+            assert (old(video) - ref(video)).abs().max() <= 1e-5
+            assert (contender(video) - ref(video)).abs().max() <= 1e-5
+        assert baseline.load_package(commit) is package  # unpacked once a process
+    assert names == [f"tl.fuse at {MAIN}", f"model of {OLD}"]  # the fused model where the commit has tl.fuse
 
 
 def test_unknown_baseline_commit_is_skipped_with_the_reason(capsys):
-    assert bench.baseline_of("0000000") is None
-    assert "skipping the baseline rows: baseline 0000000: git archive failed" in capsys.readouterr().err
+    assert bench.baseline_of("0000000") == []
+    assert "skipping the baseline rows of 0000000: baseline 0000000: git archive failed" in capsys.readouterr().err
     with pytest.raises(ValueError, match="give a hash, tag or branch"):
         baseline.load_package("HEAD; rm")
 
 
-def test_forward_rows_compare_every_contender_from_one_run(timings, past):
-    targets = {"fused": 1.25, "reference": 1.05, "baseline": 0.97}
-    rows = bench.bench_forward(tiny(), 2, CPU, torch.float32, 1, 3, targets, baseline=past)
+FORWARD = [": tl.fuse(model) / HF", ": reference / HF", f": tl.fuse at {MAIN} / HF", f": model of {OLD} / HF"]
+FORWARD += [f": tl.fuse(model) / tl.fuse at {MAIN}", f": tl.fuse(model) / model of {OLD}"]
+GEMM = [": tl.fuse(model) / plain {} GEMM 1568x768 @ 768x3072", ": HF / plain {} GEMM 1568x768 @ 768x3072"]
+
+
+def test_forward_rows_compare_every_contender_and_a_plain_gemm_from_one_run(timings, past):
+    targets = {"fused": 1.25, "reference": 1.05, "baseline": 1.0, "gemm": 1.0}
+    rows = bench.bench_forward(tiny(), 2, CPU, torch.float32, 1, 3, targets, baselines=past, gemm=True)
     what = "forward 4x32 D32 depth 2 fp32 batch 2"
     assert [(r.name, r.target) for r in rows] == [
-        (f"{what}: tl.fuse(model) / HF (clips/s)", 1.25),
-        (f"{what}: reference / HF (clips/s)", 1.05),
-        (f"{what}: model of 04d1ef8 / HF (clips/s)", None),
-        (f"{what}: tl.fuse(model) / model of 04d1ef8 (clips/s)", 0.97),
+        *zip((f"{what}{s} (clips/s)" for s in FORWARD), (1.25, 1.05, None, None, 1.0, 1.0)),
+        (f"{what}{GEMM[0].format('fp32')} (GFLOP/s)", 1.0),
+        (f"{what}{GEMM[1].format('fp32')} (GFLOP/s)", None),
         ("logits vs HF (max abs diff), 4x32 D32 depth 2 fp32 batch 2", None),
     ]
     (t,) = timings
-    assert list(t) == ["HF", "tl.fuse(model)", "reference", "model of 04d1ef8"]
+    assert list(t) == ["HF", "tl.fuse(model)", "reference", f"tl.fuse at {MAIN}", f"model of {OLD}", "plain GEMM"]
     assert rows[0].ratio == t["HF"].median / t["tl.fuse(model)"].median
-    assert rows[3].ratio == t["model of 04d1ef8"].median / t["tl.fuse(model)"].median
+    assert rows[4].ratio == t[f"tl.fuse at {MAIN}"].median / t["tl.fuse(model)"].median
+    assert rows[5].ratio == t[f"model of {OLD}"].median / t["tl.fuse(model)"].median
+    flops = bench.model_flops(tiny())
+    gemm = 2 * 1568 * 768 * 3072 / t["plain GEMM"].median
+    assert rows[6].ratio == pytest.approx(2 * flops / t["tl.fuse(model)"].median / gemm, rel=1e-12)
     parity = rows[-1]
     assert parity.ratio <= 1e-4 and "top-1 agreement 100 %: yes" in parity.note
-    assert [f.split(" ")[0] for f in parity.this.split(", ")] == ["tl.fuse(model)", "reference", "model"]
+    assert [f.split(" at ")[0].split(" ")[0] for f in parity.this.split(", ")] == [
+        "tl.fuse(model)",
+        "reference",
+        "tl.fuse",
+        "model",
+    ]
+
+
+def test_bf16_rows_run_the_fused_model_in_bf16_against_hf_under_autocast_and_the_fp32_reference(timings):
+    targets = {"fused": 1.5, "gemm": 0.6}
+    rows = bench.bench_forward(tiny(), 2, CPU, torch.bfloat16, 1, 2, targets, gemm=True)
+    what = "forward 4x32 D32 depth 2 bf16 batch 2"
+    assert [(r.name, r.target) for r in rows] == [
+        (f"{what}: tl.fuse(model) / HF (clips/s)", 1.5),
+        (f"{what}: reference / HF (clips/s)", None),
+        (f"{what}{GEMM[0].format('bf16')} (GFLOP/s)", 0.6),
+        (f"{what}{GEMM[1].format('bf16')} (GFLOP/s)", None),
+        ("logits vs the fp32 reference (max abs diff), 4x32 D32 depth 2 bf16 batch 2", None),
+    ]
+    parity = rows[-1]
+    assert 0 < parity.ratio <= 3e-2 and parity.note.startswith("bound 0.03")
+    assert [f.split(" ")[0] for f in parity.this.split(", ")] == ["HF", "tl.fuse(model)"]
+    seen = []
+    fused = bench.fused_call(torch.nn.Identity(), torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        seen.append(fused(torch.zeros(2)).dtype)
+    assert seen == [torch.bfloat16]  # the clip cast to bf16, autocast off inside
 
 
 def test_compiled_reference_is_a_contender_with_the_same_logits():
@@ -135,27 +177,30 @@ def test_compiled_reference_is_a_contender_with_the_same_logits():
 
 
 def test_training_rows_put_the_reference_with_its_options_against_hf(timings, past):
-    rows = bench.bench_train(tiny(), 4, CPU, torch.float32, 1, 2, 1.25, baseline=past)
+    rows = bench.bench_train(tiny(), 4, CPU, torch.float32, 1, 2, 1.35, baselines=past)
     what = "training step 4x32 D32 depth 2 fp32 batch 4, AdamW"
     assert [(r.name, r.target) for r in rows] == [
-        (f"{what}: reference+options / HF (clips/s)", 1.25),
+        (f"{what}: reference+options / HF (clips/s)", 1.35),
         (f"{what}: reference / HF (clips/s)", None),
-        (f"{what}: model of 04d1ef8 / HF (clips/s)", None),
-        (f"{what}: reference+options / model of 04d1ef8 (clips/s)", None),
+        (f"{what}: model of {MAIN} / HF (clips/s)", None),
+        (f"{what}: model of {OLD} / HF (clips/s)", None),
+        (f"{what}: reference+options / model of {MAIN} (clips/s)", None),
+        (f"{what}: reference+options / model of {OLD} (clips/s)", None),
     ]
     (t,) = timings
     assert rows[0].ratio == t["HF"].median / t["reference+options"].median
-    assert rows[0].note == ", ".join(f"{k}={v}" for k, v in vars(training_options(CPU)).items())
+    assert rows[0].note == ", ".join(f"{k}={v}" for k, v in training_options(CPU).items())
 
 
 def test_training_contenders_are_separate_copies_of_one_set_of_weights(past):
     models = bench.training_contenders(tiny(), CPU, None, past)
-    assert list(models) == ["HF", "reference+options", "reference", "model of 04d1ef8"]
-    ours = [models[k] for k in ("reference+options", "reference", "model of 04d1ef8")]
-    a, b, c = (m.state_dict() for m in ours)
-    assert all(torch.equal(a[k], b[k]) and torch.equal(a[k], c[k]) for k in a)
-    assert len({p.data_ptr() for m in ours for p in m.parameters()}) == 3 * len(a)  # nothing shared
+    assert list(models) == ["HF", "reference+options", "reference", f"model of {MAIN}", f"model of {OLD}"]
+    ours = [models[k] for k in ("reference+options", "reference", f"model of {MAIN}", f"model of {OLD}")]
+    first, *others = (m.state_dict() for m in ours)
+    assert all(torch.equal(first[k], other[k]) for other in others for k in first)
+    assert len({p.data_ptr() for m in ours for p in m.parameters()}) == 4 * len(first)  # nothing shared
     assert all(m.training for m in models.values())
+    assert models["reference+options"].cfg.class_token_only is True  # built with the CPU trainer's options
 
 
 def test_mfu_is_achieved_over_measured_peak():
@@ -180,57 +225,70 @@ def test_saved_row_counts_the_reference_with_the_gpu_training_options(monkeypatc
 
     def kept(model, call, video, dtype):  # ours: 5 MiB a clip and 2 a step; HF: 10 and 3
         ours = isinstance(model, bench.TimeSformer)
-        seen.append(ours and isinstance(model.blocks[0].mlp.fc2, GeluLinear))
+        seen.append(ours and model.blocks[0].mlp.recompute_gelu)
         return (5 * len(video) + 2 if ours else 10 * len(video) + 3) * 2**20
 
     monkeypatch.setattr(bench, "saved_bytes", kept)
     (row,) = bench.bench_saved(tiny(), torch.bfloat16, CPU)
     assert seen == [True, True, False, False]  # ours recomputes GELU, as a GPU trainer sets it
     assert (row.this, row.other, row.ratio, row.lower_is_better) == ("5", "10", 0.5, True)
-    assert row.note.startswith("plus once a step: ours 2, HF 3 MiB; fused_attention=True")
+    assert row.note.startswith("plus once a step: ours 2, HF 3 MiB; fused_attn=True")
 
 
-def test_cpu_suite_gives_every_row_of_the_issue(past):
-    rows = bench.cpu_suite(1, 1, None, past, CPU, base=tiny(), toy=(tiny(), 4))
+@pytest.mark.parametrize("bf16", [True, False], ids=["native bf16", "no native bf16"])
+def test_cpu_suite_gives_every_row_of_the_issues(past, bf16, capsys):
+    rows = bench.cpu_suite(1, 1, None, past, CPU, base=tiny(), toy=(tiny(), 4), bf16=bf16)
     f1, f4 = "forward 4x32 D32 depth 2 fp32 batch 1", "forward 4x32 D32 depth 2 fp32 batch 4"
+    b1, b4 = "forward 4x32 D32 depth 2 bf16 batch 1", "forward 4x32 D32 depth 2 bf16 batch 4"
     t = "training step 4x32 D32 depth 2 fp32 batch 4, AdamW"
-    forward = [
-        ": tl.fuse(model) / HF",
-        ": reference / HF",
-        ": model of 04d1ef8 / HF",
-        ": tl.fuse(model) / model of 04d1ef8",
-    ]
-    assert [r.name.removesuffix(" (clips/s)") for r in rows] == [
-        *(f1 + s for s in forward),
-        "logits vs HF (max abs diff), 4x32 D32 depth 2 fp32 batch 1",
-        *(f4 + s for s in forward),
-        "logits vs HF (max abs diff), 4x32 D32 depth 2 fp32 batch 4",
-        *(t + s for s in (": reference+options / HF", ": reference / HF", ": model of 04d1ef8 / HF")),
-        t + ": reference+options / model of 04d1ef8",
-        "logits vs HF (max abs diff), 4x32 D32 depth 2 bf16 batch 1",
+
+    def forward(what, dtype):
+        names = [f"{what}{s} (clips/s)" for s in FORWARD] + [f"{what}{g.format(dtype)} (GFLOP/s)" for g in GEMM]
+        against = "HF" if dtype == "fp32" else "the fp32 reference"
+        return [*names, f"logits vs {against} (max abs diff), {what.removeprefix('forward ')}"]
+
+    bf16_rows = forward(b1, "bf16") + forward(b4, "bf16") if bf16 else [
+        "logits vs the fp32 reference (max abs diff), 4x32 D32 depth 2 bf16 batch 1"
+    ]  # fmt: skip
+    assert [r.name for r in rows] == [
+        *forward(f1, "fp32"),
+        *forward(f4, "fp32"),
+        *bf16_rows,
+        *(t + s + " (clips/s)" for s in (": reference+options / HF", ": reference / HF")),
+        *(f"{t}: model of {c} / HF (clips/s)" for c in (MAIN, OLD)),
+        *(f"{t}: reference+options / model of {c} (clips/s)" for c in (MAIN, OLD)),
         "tensors kept for backward per clip, training 4x32 D32 depth 2 bf16: reference+options(cuda) / HF (MiB)",
     ]
-    assert [r.target for r in rows[:4] + rows[10:11]] == [1.25, 1.05, None, 0.97, 1.25]
-    assert rows[14].ratio <= 2e-2 and "top-1 agreement 100 %: yes" in rows[14].note  # bf16 parity
+    targets = {r.name: r.target for r in rows}
+    assert [targets[f"{f1}{s} (clips/s)"] for s in FORWARD] == [1.25, 1.05, None, None, 1.0, 1.0]
+    assert targets[f"{f4}{GEMM[0].format('fp32')} (GFLOP/s)"] == 1.0
+    assert targets[f"{t}: reference+options / HF (clips/s)"] == 1.35
+    if bf16:
+        assert targets[f"{b4}: tl.fuse(model) / HF (clips/s)"] == 1.5
+        assert targets[f"{b1}{GEMM[0].format('bf16')} (GFLOP/s)"] == 0.6
+    else:
+        assert "skipping the bf16 speed rows: this CPU has no native bf16" in capsys.readouterr().err
+    parity16 = next(r for r in rows if r.name.startswith("logits vs the fp32 reference"))
+    assert parity16.ratio <= 3e-2 and "top-1 agreement 100 %: yes" in parity16.note
 
 
 def test_gpu_suite_gives_every_row_of_the_issue():
     """The whole GPU suite, run on the CPU with a tiny model, so that a GPU session spends its time measuring."""
     rows = bench.gpu_suite(
-        tiny(), CPU, torch.bfloat16, 1, 1, 64, None, None, 2, None, batches=(2, 2, 1, 2), stall_preset="smoke"
+        tiny(), CPU, torch.bfloat16, 1, 1, 64, None, [], 2, None, batches=(2, 2, 1, 2), stall_preset="smoke"
     )
     what = "4x32 D32 depth 2 bf16 batch"
     assert [r.name for r in rows] == [
         f"forward {what} 2: tl.fuse(model) / HF (clips/s)",
         f"forward {what} 2: reference / HF (clips/s)",
-        f"logits vs HF (max abs diff), {what} 2",
+        f"logits vs the fp32 reference (max abs diff), {what} 2",
         f"MFU inference tl.fuse(model), forward {what} 2",
         f"training step {what} 2, AdamW: reference+options / HF (clips/s)",
         f"training step {what} 2, AdamW: reference / HF (clips/s)",
         f"MFU training reference+options, training step {what} 2, AdamW",
         f"forward {what} 1: tl.fuse(model) / HF (clips/s)",
         f"forward {what} 1: reference / HF (clips/s)",
-        f"logits vs HF (max abs diff), {what} 1",
+        f"logits vs the fp32 reference (max abs diff), {what} 1",
         "logits vs HF (max abs diff), 4x32 D32 depth 2 fp32 batch 2",
         "data stall, smoke preset training bf16 batch 8",
     ]

@@ -7,25 +7,36 @@ and a temporary copy of notebooks/ as its root; headless Chromium, driven by Pla
 moves the "layer" slider one step with the keyboard, waits for the image to be redrawn, and checks that the
 map changed and that no cell raised and no widget failed to render.
 
+The course website (`make book`, docs/book/make_book.py) is tested the same way: a two-lesson site is built (01,
+whose figure cells are folded, and 08, the attention maps) and served on 127.0.0.1; every lesson page must load
+with no console error and no request leaving the site, show every figure its executed notebook holds, decoded,
+link Colab to the notebook's path in the repository, fit a phone's width, and notebook 08's page is
+screenshotted to check that the attention maps are on screen.
+
 Needs Chromium (`apt-get install chromium`, /usr/bin/chromium) and the `playwright` package
 (`pip install playwright`; no `playwright install`: the system Chromium is used).
 """
 
 from __future__ import annotations
 
+import functools
+import http.server
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 from PIL import Image
@@ -272,3 +283,142 @@ def test_notebook_08_explorer_renders_in_jupyterlab_and_the_layer_slider_redraws
     assert int(shots["layer_after"]) == int(shots["layer_before"]) - 1
     share = changed_share(shots["before"], shots["after"])
     assert share > MIN_CHANGED_PIXELS, f"only {share:.2%} of the map changed between layers"
+
+
+# The course website ---------------------------------------------------------------------------------------------
+SITE_LESSONS = ["01_video_data", "08_attention_maps"]  # 01: folded figure cells; 08: the attention maps
+BOOK_BUILD_S = 600  # two notebooks executed, then Sphinx, on two busy cores
+PHONE = {"width": 390, "height": 844}
+sys.path.insert(0, str(ROOT / "docs" / "book"))
+from colab_cells import colab_url  # noqa: E402
+from figure_cells import FOLDED  # noqa: E402
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the test reports failures; the request log is noise
+        pass
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The two-lesson site built by docs/book/make_book.py, served on 127.0.0.1: (base URL, site folder, sources)."""
+    sync_playwright = _browser_or_skip()
+    base = tmp_path_factory.mktemp("book")
+    only = ",".join(s.split("_")[0] for s in SITE_LESSONS)
+    cmd = [sys.executable, str(ROOT / "docs" / "book" / "make_book.py"), "--only", only]
+    cmd += ["--out", str(base / "book"), "--scratch", str(base / "scratch")]
+    built = subprocess.run(cmd, capture_output=True, text=True, timeout=BOOK_BUILD_S)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    handler = functools.partial(QuietHandler, directory=str(base / "book"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            yield {
+                "url": f"http://127.0.0.1:{server.server_address[1]}",
+                "book": base / "book",
+                "executed": base / "scratch" / "src" / "notebooks",
+                "browser": browser,
+                "shots": base,
+            }
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def open_page(site: dict, path: str, viewport: dict | None = None):
+    """Load `path` of the site in a fresh context; (page, console errors, requests that tried to leave the site)."""
+    context = site["browser"].new_context(viewport=viewport or {"width": 1280, "height": 900})
+    page = context.new_page()
+    errors, foreign = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on(
+        "requestfailed", lambda r: errors.append(f"{r.url}: {r.failure}") if r.url.startswith(site["url"]) else None
+    )
+
+    def local_only(route) -> None:
+        if route.request.url.startswith(site["url"]):
+            route.continue_()
+        else:  # the site must work offline and send readers to no third party
+            foreign.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(f"{site['url']}/{path}", wait_until="networkidle")
+    return page, errors, foreign
+
+
+def figures_in(executed: Path) -> int:
+    """Images (PNG, GIF, ...) the executed notebook holds in its outputs (after make_book.py made it static)."""
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    return sum(any(mime.startswith("image/") for mime in data) for data in outputs)
+
+
+IMAGES_JS = """sel => [...document.querySelectorAll(sel)].map(i =>
+    ({src: i.getAttribute('src'), complete: i.complete, w: i.naturalWidth, h: i.naturalHeight}))"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", SITE_LESSONS)
+def test_a_lesson_page_loads_cleanly_with_its_figures_decoded_and_its_colab_link(site, stem: str):
+    page, errors, foreign = open_page(site, f"notebooks/{stem}.html")
+    figures = page.evaluate(IMAGES_JS, ".cell_output img")
+    badge = page.evaluate(IMAGES_JS, "a img[alt='Open In Colab']")
+    colab_links = set(re.findall(r"https://colab\.research\.google\.com/[^\"' ]+", page.content()))
+    folded = page.locator("details.hide.above-input")
+    folded_open = [folded.nth(i).get_attribute("open") for i in range(folded.count())]
+    page.context.close()
+    assert errors == [] and foreign == [], (errors, foreign)
+    assert len(figures) == figures_in(site["executed"] / f"{stem}.ipynb") > 0, figures
+    undecoded = [f["src"] for f in figures if not (f["complete"] and f["w"] > 0 and f["h"] > 0)]
+    assert undecoded == [], undecoded
+    assert len(badge) == 1 and badge[0]["w"] > 0, badge
+    assert colab_links == {colab_url(ROOT / "notebooks" / f"{stem}.ipynb")}  # the badge and the theme's launch button
+    assert len(folded_open) == len(FOLDED.get(stem, [])) and not any(folded_open)  # code folded, figure shown
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["index.html", "results.html", *[f"notebooks/{s}.html" for s in SITE_LESSONS]])
+def test_a_page_fits_a_phone_screen_without_sideways_scrolling(site, path: str):
+    page, errors, _ = open_page(site, path, PHONE)
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    page.context.close()
+    assert errors == [] and widths[0] <= widths[1], (errors, widths)
+
+
+@pytest.mark.slow
+def test_the_front_page_lists_the_lessons_in_course_order_and_the_results_page_has_table_1(site):
+    page, errors, foreign = open_page(site, "index.html")
+    lessons = page.locator("table a.reference.internal").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    page.context.close()
+    page, more_errors, more_foreign = open_page(site, "results.html")
+    rows = page.locator("#table-1-on-a-laptop table").first.locator("tbody tr").count()
+    page.context.close()
+    assert errors == more_errors == [] and foreign == more_foreign == []
+    assert lessons == [f"notebooks/{s}.html" for s in SITE_LESSONS]
+    assert rows == len(json.loads((ROOT / "benchmarks" / "table1.json").read_text())["rows"]) == 7
+
+
+@pytest.mark.slow
+def test_notebook_08s_page_shows_the_attention_maps_on_screen(site):
+    """A screenshot of the class-token overlay as the page shows it matches the figure the notebook drew."""
+    page, errors, _ = open_page(site, "notebooks/08_attention_maps.html")
+    figure = page.locator("#spatial-attention-of-the-class-token .cell_output img").first
+    figure.scroll_into_view_if_needed()
+    box = figure.bounding_box()
+    shot = site["shots"] / "08_class_token_overlay.png"
+    figure.screenshot(path=str(shot))
+    page.screenshot(path=str(site["shots"] / "08_page.png"), full_page=True)
+    source = site["book"] / "notebooks" / figure.get_attribute("src")
+    page.context.close()
+    assert errors == []
+    assert box["width"] >= 600 and box["height"] >= 60, box  # the frames row spans the text column
+    seen = Image.open(shot).convert("RGB")
+    pixels = np.asarray(seen, dtype=np.float32)
+    assert pixels.std() > 20 and (pixels.min(-1) < 235).mean() > 0.5, "the figure is blank or mostly white"
+    drawn = np.asarray(Image.open(source).convert("RGB").resize(seen.size, Image.BILINEAR), dtype=np.float32)
+    assert np.abs(pixels - drawn).mean() < 12, f"screenshot differs from the notebook's figure ({shot})"

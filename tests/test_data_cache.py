@@ -1,5 +1,6 @@
 """`data.cache`: every video decoded once into memory gives exactly the clips decoding on demand gives."""
 
+import os
 import warnings
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 from data_fixtures import pattern_frames, write_video
 
 import timesformer_lite as tl
-from timesformer_lite.data import build_dataset
+from timesformer_lite.data import build_dataset, read_frames
 
 
 def make_list_dataset(root, sizes):
@@ -71,3 +72,40 @@ def test_a_second_dataset_reuses_the_decoded_videos_until_a_file_changes(tmp_pat
     datasets.DECODED.max_bytes = third.cache[1][0].nbytes  # room for one video: the older ones go
     datasets.DECODED.put(("other", "auto", 1, 1), "error")
     assert datasets.DECODED.bytes <= datasets.DECODED.max_bytes and len(datasets.DECODED.entries) == 1
+
+
+def test_a_clip_replaced_by_a_same_size_file_with_its_mtime_kept_is_decoded_again(tmp_path, monkeypatch):
+    from timesformer_lite.data import datasets
+
+    monkeypatch.setattr(datasets, "DECODED", datasets.DecodedVideos())
+    clip = tmp_path / "v0.avi"  # raw video: two clips of the same size and frame count are the same number of bytes
+    write_video(clip, pattern_frames(6, 48, 32, seed=1), codec="rawvideo")
+    for split in ("train", "val", "test"):
+        (tmp_path / f"{split}.txt").write_text("v0.avi 0\n")
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    cfg = tl.load_config("smoke", ["data.dataset=list", f"data.root={tmp_path}", "model.num_classes=2"])
+    first = build_dataset(cfg, "val").cache[0][0]
+    st = clip.stat()
+    write_video(clip, pattern_frames(6, 48, 32, seed=2), codec="rawvideo")  # rewritten in place: the same inode
+    os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old modification time
+    assert (clip.stat().st_size, clip.stat().st_mtime_ns, clip.stat().st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    second = build_dataset(cfg, "val").cache[0][0]  # was served from the cache: the old frames
+    assert np.array_equal(second, read_frames(clip, range(6))) and not np.array_equal(second, first)
+
+
+def test_the_decoded_videos_can_be_seen_and_cleared(tmp_path, monkeypatch):
+    from timesformer_lite.data import DECODED, DecodedVideos, datasets
+
+    assert isinstance(DECODED, DecodedVideos) and DECODED is datasets.DECODED  # one per process, public
+    monkeypatch.setattr(datasets, "DECODED", DecodedVideos(max_bytes=2**20))
+    make_list_dataset(tmp_path, [(12, 64, 48), (5, 48, 64)])
+    cfg = tl.load_config("smoke", ["data.dataset=list", f"data.root={tmp_path}", "model.num_classes=2"])
+    cached = build_dataset(cfg, "train").cache
+    frames = cached[0][0].nbytes + cached[1][0].nbytes
+    errors = len(cached[2])  # broken.mp4 is remembered as its error message
+    assert len(datasets.DECODED) == 3 and datasets.DECODED.bytes == frames + errors
+    mib = (frames + errors) / 2**20
+    assert repr(datasets.DECODED) == f"DecodedVideos(3 videos, {mib:.1f} MiB of at most 1 MiB)"
+    datasets.DECODED.clear()
+    assert len(datasets.DECODED) == 0 and datasets.DECODED.bytes == 0
+    assert np.array_equal(cached[0][0], build_dataset(cfg, "train").cache[0][0])  # decoded again, the same frames

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from data_fixtures import pattern_frames, write_video
+from safety_fixtures import cli, one_line_error
 
 from timesformer_lite.config import load_config
 from timesformer_lite.data import (
@@ -215,3 +216,17 @@ def test_auto_workers_are_none_on_cpu_and_one_per_spare_core_on_a_gpu(monkeypatc
     assert workers_for("auto", "cuda") == 3
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert workers_for("auto", "cuda") == 1  # never 0 on a GPU
+
+
+def test_a_list_file_that_is_not_utf8_is_one_line_naming_the_file_and_line(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "classes.txt").write_text("a\nb\n")
+    (root / "train.txt").write_bytes("ok.mp4 0\ncaf\u00e9.mp4 1\n".encode("latin-1"))  # \xe9: not UTF-8
+    with pytest.raises(AnnotationError, match=r"train.txt:2: is not UTF-8 text \(byte 0xe9\); save the file as UTF-8"):
+        read_list(root / "train.txt")
+    args = ["--config", "smoke", "data.dataset=list", f"data.root={root}", "model.num_classes=2"]
+    done = cli("train", *args, f"train.out_dir={tmp_path / 'runs'}")
+    assert done.returncode == 2
+    line = one_line_error(done.stderr)  # was "'utf-8' codec can't decode byte 0xe9 in position 13", no file named
+    assert line.endswith(f"error: {root / 'train.txt'}:2: is not UTF-8 text (byte 0xe9); save the file as UTF-8")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from data_fixtures import nearest_frame, pattern_frames, write_empty_video, write_video
 
-from timesformer_lite.data import VideoReadError, num_frames, read_frames, video_info
+from timesformer_lite.data import VideoReadError, decode, num_frames, read_frames, video_info
+from timesformer_lite.data.decode import MAX_PIXELS, decoded_size
 
 # (width, height, codec, pix_fmt): decord 0.6.0 raises at widths 16, 24, 48, 72; odd sides need 4:4:4 for x264
 SIZES = [
@@ -165,3 +166,32 @@ def test_directory_and_bad_arguments(tmp_path, videos):
         read_frames(path, [0], backend="cuda")
     with pytest.raises(ValueError, match="no frame indices"):
         read_frames(path, [])
+
+
+# ---- issue 24: frames above 4K are scaled down in the decoder, so memory no longer grows with frame size ------
+
+
+def test_decoded_size_keeps_4k_and_scales_larger_frames_to_fit_it():
+    assert decoded_size(3840, 2160) is None and decoded_size(2160, 3840) is None and decoded_size(32, 32) is None
+    assert decoded_size(8000, 8000) == (2880, 2880)  # 8,294,400 pixels: exactly 4K's count
+    assert decoded_size(7680, 4320) == (3840, 2160)  # 8K UHD -> 4K UHD
+    w, h = decoded_size(16000, 1000)
+    assert w * h <= MAX_PIXELS and abs(w / h - 16) < 0.01
+
+
+def test_frames_above_the_limit_come_scaled_by_the_decoder_whatever_the_backend(tmp_path, monkeypatch):
+    raw = pattern_frames(6, 128, 96, seed=3)
+    path = write_video(tmp_path / "big.mp4", raw, pix_fmt="yuv444p")
+    full = read_frames(path, [0, 5, 5], "pyav")
+    assert full.shape == (3, 96, 128, 3)  # at the limit's default, decoded as it is
+    monkeypatch.setattr(decode, "MAX_PIXELS", 64 * 48)  # a quarter of the frame: scaled by 1/2 on each side
+    for backend in ("auto", "pyav"):
+        small = read_frames(path, [0, 5, 5], backend)
+        assert small.shape == (3, 48, 64, 3) and small.dtype == np.uint8
+        area = full.reshape(3, 48, 2, 64, 2, 3).mean(axis=(2, 4))  # what averaging each 2x2 block gives
+        assert np.abs(small - area).mean() < 2.0, backend
+        assert np.array_equal(small[1], small[2])
+    with pytest.raises(
+        VideoReadError, match="cannot be read correctly by decord: 128x96 frames are above 3,072 pixels"
+    ):
+        read_frames(path, [0], "decord")

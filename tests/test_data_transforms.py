@@ -120,3 +120,18 @@ def test_short_side_never_below_the_crop_and_bad_settings():
         ClipTransform(crop_size=32, train=False, num_crops=2)
     with pytest.raises(ValueError, match="needs an rng"):
         ClipTransform(crop_size=32, train=True)(video())
+
+
+def test_large_clips_are_made_float_a_few_frames_at_a_time_with_the_same_numbers(monkeypatch):
+    from timesformer_lite.data import transforms
+
+    frames = video(7, 61, 83, seed=5)
+    whole = resize_short_side(to_float(frames), 40)
+    pipelines = [ClipTransform(crop_size=32, train=True, scale=(36, 48)), ClipTransform(32, False, (40, 40), 3)]
+    before = [tf(frames, np.random.default_rng(1)) for tf in pipelines]
+    chunks = []
+    real = transforms.to_float
+    monkeypatch.setattr(transforms, "to_float", lambda x: chunks.append(len(x)) or real(x))
+    monkeypatch.setattr(transforms, "FLOAT_CHUNK_BYTES", 2 * 61 * 83 * 3 * 4)  # two frames of float per chunk
+    assert torch.equal(transforms.resized_float(frames, 40), whole) and chunks == [2, 2, 2, 1]  # bit for bit
+    assert all(torch.equal(tf(frames, np.random.default_rng(1)), b) for tf, b in zip(pipelines, before))

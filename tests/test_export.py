@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import errno
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from safety_fixtures import cli, one_line_error
+from test_safety_cli import _mount_tmpfs
 from torch import Tensor, nn
 
 import timesformer_lite as tl
 from timesformer_lite import export
-from timesformer_lite.export import ExportParityError, export_model
+from timesformer_lite.cli import main
+from timesformer_lite.export import ExportError, ExportParityError, export_model
 from timesformer_lite.weights import save_model
 
 TINY = dict(img_size=32, patch_size=8, num_frames=4, embed_dim=32, depth=2, num_heads=2, num_classes=5)
@@ -68,10 +77,19 @@ class BakesTheBatch(nn.Module):
         return logits + 1.0 if video.shape[0] == 2 else logits
 
 
-def test_an_export_that_disagrees_with_pytorch_is_an_error(tmp_path):
-    with pytest.raises(ExportParityError, match=r"differs from PyTorch by 1.00e\+00 > tolerance 1e-04"):
+def test_an_export_that_disagrees_with_pytorch_is_an_error_and_leaves_the_last_good_export(tmp_path):
+    export_model(tiny(), tmp_path / "m.pt", "torchscript")
+    good = (tmp_path / "m.pt").read_bytes()
+    with pytest.raises(
+        ExportParityError, match=r"differs from PyTorch by 1.00e\+00 > tolerance 1e-04 \('.*m.pt' is left"
+    ):
         export_model(BakesTheBatch(tiny()), tmp_path / "m.pt", "torchscript")
-    assert (tmp_path / "m.pt").exists()  # kept for inspection
+    assert (tmp_path / "m.pt").read_bytes() == good  # the last good export is untouched
+    kept = torch.jit.load(str(tmp_path / "m.pt.failed" / "m.pt"))  # the failed one is kept for inspection
+    video = torch.randn(2, 4, 3, 32, 32)
+    with torch.no_grad():
+        assert (kept(video) - tiny().eval()(video)).abs().max() == pytest.approx(1.0, abs=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "m.pt.failed"]  # nothing else left
     with pytest.raises(ValueError, match="export format 'tflite' is not one of onnx, torchscript"):
         export_model(tiny(), tmp_path / "m.tfl", "tflite")
 
@@ -106,3 +124,122 @@ def test_cli_returns_1_with_the_reason_when_parity_fails(tmp_path, capsys, monke
     ]
     assert export.main(argv) == 1
     assert "parity check failed: m.pt: the torchscript export differs" in capsys.readouterr().err
+
+
+# ---- issue 24: an export never destroys the last good one, and every failure is one line -------------------
+
+
+@contextmanager
+def small_disk(path: Path, options: str) -> Iterator[bool]:
+    """A tmpfs at `path` (True), or False where mounting is refused (the tests then fill the disk by patching)."""
+    mounted = _mount_tmpfs(path, options)
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _export_args(checkpoint: Path, out: Path, fmt: str = "torchscript") -> list[str]:
+    return ["export", "--format", fmt, "--checkpoint", str(checkpoint), "--out", str(out)]
+
+
+def test_a_reexport_that_fills_the_disk_keeps_the_last_good_export_and_is_one_line(tmp_path, capsys, monkeypatch):
+    checkpoint = save_model(tmp_path / "ck.safetensors", tiny())
+    disk = tmp_path / "disk"
+    out = disk / "m.pt"
+    with small_disk(disk, "size=384k") as mounted:  # room for one 250 kB export, not for a second beside it
+        if mounted:  # the real CLI: torch's own file writer aborted the process here (exit 134, a c10::Error)
+            assert cli(*_export_args(checkpoint, out)).returncode == 0
+            good = out.read_bytes()
+            again = cli(*_export_args(checkpoint, out))
+            assert again.returncode == 2
+            line = one_line_error(again.stderr)
+        else:
+            assert main(_export_args(checkpoint, out)) == 0
+            good = out.read_bytes()
+            real = Path.write_bytes
+
+            def full(self, data):
+                real(self, bytes(data)[:1000])  # a partial file, then the disk is full
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(Path, "write_bytes", full)
+            assert main(_export_args(checkpoint, out)) == 2
+            line = one_line_error(capsys.readouterr().err)
+        assert f"No space left on device '{out}'; free space" in line
+        assert out.read_bytes() == good and [p.name for p in disk.iterdir()] == ["m.pt"]  # no partial file
+
+
+def test_a_first_onnx_export_onto_a_full_disk_leaves_no_file_and_is_one_line(tmp_path, capsys, monkeypatch):
+    checkpoint = save_model(tmp_path / "ck.safetensors", tiny())
+    disk = tmp_path / "disk"
+    out = disk / "m.onnx"
+    with small_disk(disk, "size=64k") as mounted:
+        if mounted:
+            done = cli(*_export_args(checkpoint, out, "onnx"), timeout=300)
+            assert done.returncode == 2
+            line = one_line_error(done.stderr)
+        else:
+
+            def full(model, example, path):
+                path.write_bytes(b"\x08\x07partial")
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setitem(export.EXPORTERS, "onnx", (full, export.EXPORTERS["onnx"][1]))
+            assert main(_export_args(checkpoint, out, "onnx")) == 2
+            line = one_line_error(capsys.readouterr().err)
+        assert f"No space left on device '{out}'" in line
+        assert list(disk.iterdir()) == []  # it left a 0-byte m.onnx before
+
+
+def test_an_export_into_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    checkpoint = save_model(tmp_path / "ck.safetensors", tiny())
+    folder = tmp_path / "ro"
+    with small_disk(folder, "ro,size=64k") as mounted:
+        if mounted:
+            done = cli(*_export_args(checkpoint, folder / "m.pt"))
+            assert done.returncode == 2
+            line = one_line_error(done.stderr)
+        else:  # root ignores file modes: the file system's refusal, simulated
+
+            def read_only(*args, **kwargs):
+                raise OSError(errno.EROFS, "Read-only file system", str(folder / ".m.pt.x.export"))
+
+            monkeypatch.setattr(export.tempfile, "mkdtemp", read_only)
+            assert main(_export_args(checkpoint, folder / "m.pt")) == 2
+            line = one_line_error(capsys.readouterr().err)
+    assert f"Read-only file system '{folder / 'm.pt'}'; that file system is read-only: write somewhere else" in line
+
+
+class ReturnsAString(nn.Module):
+    """A model whose output a trace cannot follow: the exporter fails inside torch."""
+
+    def __init__(self, model: tl.TimeSformer) -> None:
+        super().__init__()
+        self.model, self.cfg = model, model.cfg
+
+    def forward(self, video: Tensor) -> dict:
+        return {"logits": self.model(video), "note": "not a tensor"}
+
+
+def test_an_exporter_failure_is_one_line_naming_the_file_and_leaves_nothing(tmp_path):
+    with pytest.raises(ExportError, match=r"'.*m.pt': the torchscript exporter failed \(RuntimeError: Tracer") as e:
+        export_model(ReturnsAString(tiny()), tmp_path / "m.pt", "torchscript")
+    assert "\n" not in str(e.value) and "try --format onnx" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checked_export_moves_into_place_with_its_external_data(tmp_path):
+    """An ONNX export above 1.8 GB of weights keeps them in `<name>.data` beside the graph: both move together."""
+    (tmp_path / "m.onnx").write_bytes(b"old graph")
+    (tmp_path / "m.onnx.data").write_bytes(b"old weights")
+    staging = tmp_path / ".m.onnx.abc.export"
+    staging.mkdir()
+    (staging / "m.onnx").write_bytes(b"new graph")
+    (staging / "m.onnx.data").write_bytes(b"new weights")
+    export._publish(staging / "m.onnx", tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").read_bytes() == b"new graph" and (
+        tmp_path / "m.onnx.data"
+    ).read_bytes() == b"new weights"
+    assert list(staging.iterdir()) == []

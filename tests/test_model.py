@@ -265,3 +265,53 @@ def test_attended_patches_follow_the_scheme_definitions():
     sparse = attended_patches("sparse_local_global", T, h, w, q)
     assert sparse["local"].sum() == T * (h // 2) * (w // 2) and sparse["local"][:, 2:, 3:].all()
     assert sparse["sparse"].sum() == (T // 2) * (h // 2) * (w // 2) and sparse["sparse"][1::2, 0::2, 1::2].all()
+
+
+def official_embedding(model: tl.TimeSformer, video: torch.Tensor, pos_drop, time_drop) -> torch.Tensor:
+    """The tokens entering the blocks as facebookresearch/TimeSformer `vit.py` `forward_features` arranges them
+    (shared/reference/implementations.md 1.1): one class token per frame, position embedding, `pos_drop` over
+    all of it, the first B rows' class token kept, time embedding on the patches, `time_drop` over them.
+    Returns (B, 1 + N*T, D) in its `b (n t) m` order, or (B*T, 1+N, D) for space_only."""
+    B, T = video.shape[:2]
+    x = model.patch_embed.proj(video.flatten(0, 1)).flatten(2).transpose(1, 2)  # (B*T, N, D)
+    x = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + model.pos_embed
+    x = pos_drop(x)
+    if model.cfg.attention_type == "space_only":
+        return x
+    cls = x[:B, 0].unsqueeze(1)
+    x = rearrange(x[:, 1:], "(b t) n m -> (b n) t m", b=B, t=T)
+    x = time_drop(x + model.time_embed)
+    return torch.cat([cls, rearrange(x, "(b n) t m -> b (n t) m", b=B, t=T)], dim=1)
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_dropout_sits_where_the_official_code_has_it(attention_type):
+    """Seeded dropout masks (one per Dropout module, over the channels, so they do not depend on the token
+    layout) applied at our two places and at the official ones give the same tokens."""
+    torch.manual_seed(0)
+    model = tl.TimeSformer(tiny(attention_type, drop_rate=0.5, init_std=0.2)).double().eval()
+    with torch.no_grad():
+        if model.time_embed is not None:
+            model.time_embed.normal_()
+        gen = torch.Generator().manual_seed(1)
+        masks = [torch.bernoulli(torch.full((16,), 0.5), generator=gen).double() / 0.5 for _ in range(2)]
+        for module, mask in zip((model.pos_drop, model.time_drop), masks):
+            if module is not None:
+                module.register_forward_hook(lambda m, args, out, mask=mask: out * mask)
+        video = torch.randn(2, 4, 3, 32, 32, dtype=torch.float64)
+        x, cls = model.embed(video)
+        official = official_embedding(model, video, lambda t: t * masks[0], lambda t: t * masks[1])
+    if attention_type == "space_only":  # every frame its own image: (B*T, 1, N, D) and (B*T, D)
+        want_x, want_cls = official[:, 1:].unsqueeze(1), official[:, 0]
+    else:
+        want_x, want_cls = rearrange(official[:, 1:], "b (n t) m -> b t n m", t=4), official[:, 0]
+    torch.testing.assert_close(x, want_x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(cls, want_cls, atol=1e-12, rtol=0)
+    assert (x == 0).any() and (cls == 0).any()  # the masks did drop something from both
+
+
+def test_in_training_every_frames_class_token_of_space_only_gets_its_own_dropout_mask():
+    model = tl.TimeSformer(tiny("space_only", drop_rate=0.5)).train()
+    torch.manual_seed(0)
+    _, cls = model.embed(torch.randn(1, 4, 3, 32, 32))  # (B*T, D): one class token per frame
+    assert cls.shape == (4, 16) and len({tuple((row == 0).tolist()) for row in cls}) > 1

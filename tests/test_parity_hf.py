@@ -9,6 +9,7 @@ import torch
 from transformers import TimesformerConfig, TimesformerForVideoClassification, ViTConfig, ViTForImageClassification
 
 import timesformer_lite as tl
+from timesformer_lite.train.options import resolve_options
 from timesformer_lite.weights import config_to_hf, state_dict_from_hf
 
 CONFIGS = [
@@ -58,6 +59,25 @@ def test_logits_equal_hf_in_float32_at_default_init(attention_type, values):
     with torch.no_grad():
         diff = (ours(video) - hf(pixel_values=video).logits).abs().max().item()
     assert diff <= 1e-4
+
+
+@pytest.mark.parametrize("device_options", ["cpu", "cuda"])
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time"])
+def test_the_fused_model_and_the_trainers_options_give_hfs_logits_in_float64(attention_type, device_options):
+    """tl.fuse(model) and the model built with the options the trainer resolves for a CPU or a GPU (built here on
+    the CPU) hold HF's weights and give its logits."""
+    torch.manual_seed(4)
+    cfg = tl.ModelConfig(attention_type=attention_type, drop_path_rate=0.0, **CONFIGS[1])
+    hf, ours = hf_and_ours(cfg, torch.float64, perturb=0.3)
+    options, _ = resolve_options(cfg, torch.device(device_options))
+    tuned = tl.TimeSformer(options).double().eval()
+    tuned.load_state_dict(ours.state_dict(), strict=True)
+    video = torch.randn(2, cfg.num_frames, 3, cfg.img_size, cfg.img_size, dtype=torch.float64)
+    with torch.no_grad():
+        expected = hf(pixel_values=video).logits
+        assert (tuned(video) - expected).abs().max().item() <= 1e-6
+    assert (tl.fuse(ours)(video) - expected).abs().max().item() <= 1e-6
+    assert expected.abs().max() > 1.0
 
 
 def test_divided_spatial_attention_maps_equal_hf():

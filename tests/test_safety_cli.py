@@ -4,18 +4,16 @@ Ctrl-C in training says where the run can resume from."""
 from __future__ import annotations
 
 import errno
-import json
-import signal
 import subprocess
-import sys
-import time
 
 import pytest
 import torch
-from safety_fixtures import ROOT, cli, one_line_error, outcome, smoke_args, smoke_data, tiny_model, toy_clip
+from process_fixtures import cli_command, started, user_env
+from safety_fixtures import cli, one_line_error, smoke_args, smoke_data, tiny_model, toy_clip
 
 import timesformer_lite as tl
 from timesformer_lite.cli import main
+from timesformer_lite.utils import pick_device
 from timesformer_lite.weights import save_model
 
 
@@ -126,62 +124,54 @@ def test_a_read_only_out_dir_is_one_line(tmp_path, capsys):
         pytest.fail("mount -t tmpfs is refused here; give this test another read-only folder")
 
 
-def test_ctrl_c_during_training_says_where_to_resume_from(tmp_path):
-    data = smoke_data(tmp_path / "data")
-    args = smoke_args(data, tmp_path / "runs", "train.epochs=200", "train.checkpoint_every=1", "train.test=false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "timesformer_lite", "train", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    last = tmp_path / "runs" / "smoke" / "last.pt"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None and not last.exists():
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
-    line = one_line_error(err)
-    assert line.startswith("timesformer-lite train: interrupted: interrupted at epoch ")
-    assert f"resume from '{last}'" in line and "train.resume=auto" in line
-    saved = torch.load(last, weights_only=True)
-    assert f"(epoch {saved['epoch'] + 1}, step {saved['step_in_epoch']}/2)" in line
-    assert json.loads(json.dumps(tl.load_config(saved["config"]).to_dict()))["train"]["epochs"] == 200
-
-
-def test_a_ctrl_c_inside_a_checkpoint_write_stops_after_the_write(tmp_path, monkeypatch):
-    """The Ctrl-C above can land inside torch.save, whose C++ writer calls the Python file's write. Raised there,
-    it came out as torch's RuntimeError ("unexpected pos") or aborted the process from the writer's destructor
-    ("write to closed file") instead of stopping the run cleanly."""
-    from timesformer_lite.train import checkpoint
-
-    write, writes = checkpoint._Writes.write, []
-
-    def write_then_ctrl_c(self, data):
-        writes.append(len(data))
-        if len(writes) == 3:
-            signal.raise_signal(signal.SIGINT)  # delivered while torch.save is mid-file
-        return write(self, data)
-
-    monkeypatch.setattr(checkpoint._Writes, "write", write_then_ctrl_c)
-    path = tmp_path / "last.pt"
-
-    def save():
-        with checkpoint.interrupts_deferred():
-            checkpoint.save_checkpoint({"x": torch.arange(1000), "y": torch.arange(10)}, path)
-            (tmp_path / "recorded").touch()  # what the trainer records after the write still happens
-
-    result = outcome(save)  # in a child: without the deferral it aborts
-    assert result["type"] == "KeyboardInterrupt", result  # the Ctrl-C is not lost, only held
-    assert (tmp_path / "recorded").exists() and torch.equal(torch.load(path)["x"], torch.arange(1000))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process's handler is untouched
-
-
 def test_a_model_saved_for_sharing_still_predicts(bad, tmp_path, capsys):
     model = tiny_model()
     path = save_model(tmp_path / "ok.safetensors", model)
     assert main(["predict", str(bad[1]), "--checkpoint", str(path), "--top-k", "2"]) == 0
     assert "  2. class_" in capsys.readouterr().out
+
+
+def test_train_resume_takes_a_run_folder_and_says_what_to_pass_otherwise(tmp_path, capsys):
+    data = smoke_data(tmp_path / "data")
+    runs = tmp_path / "runs"
+    assert main(["train", *smoke_args(data, runs, "train.test=false")]) == 0
+    last = runs / "smoke" / "last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    # the folder, as a user copies it from the line `train` printed; train.epochs and train.device change later
+    # steps' numbers (the cosine schedule is longer, another device rounds differently): accepted, and said
+    more = smoke_args(
+        data, runs, "train.test=false", "train.epochs=2", "train.device=auto", f"train.resume={last.parent}"
+    )
+    proc = cli("train", *more, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resumed from {last}: epoch 2, step 0/2" in proc.stdout
+    assert "resuming with train.device: 'cpu' -> 'auto' (another device's kernels round differently)" in proc.stdout
+    assert "resuming with train.epochs: 1 -> 2 (the cosine schedule's length" in proc.stdout
+    assert torch.load(last, weights_only=True)["epoch"] == 2
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    for resume, message in [
+        (tmp_path / "empty", f"train.resume='{tmp_path / 'empty'}' is a folder without last.pt; pass a run folder"),
+        (tmp_path / "nowhere", f"train.resume='{tmp_path / 'nowhere'}' does not exist; pass a checkpoint file"),
+    ]:
+        assert main(["train", *smoke_args(data, runs, f"train.resume={resume}", "train.name=other")]) == 2
+        assert message in one_line_error(capsys.readouterr().err)
+    assert not (runs / "other" / "config.yaml").exists()  # refused before the run folder is written
+
+
+def test_predict_on_a_device_that_is_not_here_names_the_option_the_user_gave(bad, tmp_path, monkeypatch):
+    path = save_model(tmp_path / "m.safetensors", tiny_model())
+    clip = str(bad[1])
+    env = user_env(CUDA_VISIBLE_DEVICES="")  # no GPU, also on a machine that has one
+    with started(cli_command("predict", clip, "--checkpoint", str(path), "--device", "cuda"), env=env) as child:
+        code, _, err = child.finish(timeout=120)
+    assert code == 2
+    assert one_line_error(err) == (
+        "timesformer-lite predict: error: --device cuda: no CUDA GPU is visible here; use --device cpu or --device auto"
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"^device='cuda:1': no CUDA GPU is visible here; use device='cpu' or"):
+        tl.predict(clip, path, device="cuda:1")
+    with pytest.raises(ValueError, match=r"^train.device=mps: Apple's MPS is not available here; use train.device=cpu"):
+        pick_device("mps")

@@ -11,7 +11,7 @@ from safety_fixtures import cli, one_line_error, smoke_args, smoke_data, tiny_mo
 import timesformer_lite as tl
 from timesformer_lite.config import ConfigError
 from timesformer_lite.train import run
-from timesformer_lite.train.evaluate import test_checkpoint as run_test_command
+from timesformer_lite.train.protocol import test_checkpoint as run_test_command
 from timesformer_lite.weights import WeightsError, save_model
 
 NONSENSE = [
@@ -27,6 +27,7 @@ NONSENSE = [
     ("data.train_sampling=random", "data.train_sampling='random' is not one of segment, linspace, dense"),
     ("train.epochs=-1", "train.epochs=-1 must be at least 1"),
     ("train.eval_every=0", "train.eval_every=0 must be at least 1"),
+    ("train.log_every=0", "train.log_every=0 must be at least 1"),
     ("train.batch_size=0", "train.batch_size=0 must be at least 1"),
     ("train.lr=-0.1", "train.lr=-0.1 must be above 0"),
     ("train.amp=fp8", "train.amp='fp8' is not one of none, bf16, fp16"),

@@ -12,10 +12,11 @@ import pytest
 from safety_fixtures import cli, one_line_error, smoke_args, smoke_data, tiny_model, toy_clip
 
 import timesformer_lite as tl
+from timesformer_lite.cli import main
 from timesformer_lite.data.toy import ensure_toy_data, foreign_files
 from timesformer_lite.train import run
 from timesformer_lite.train import trainer as trainer_module
-from timesformer_lite.train.checkpoint import RunFolder
+from timesformer_lite.train.run_folder import RunFolder
 
 TOY = dict(per_class=1, frames=2, size=16, seed=0)
 
@@ -48,6 +49,22 @@ def test_toy_data_made_with_other_settings_is_regenerated_only_when_the_folder_h
     with pytest.warns(UserWarning, match="made with other settings; regenerating"):
         assert ensure_toy_data(root, **{**TOY, "seed": 1})
     assert json.loads((root / "toy_meta.json").read_text())["seed"] == 1
+
+
+def test_the_toy_data_command_refuses_a_folder_with_the_users_lists_and_rewrites_its_own(tmp_path):
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "train.txt").write_text("my/video.mp4 3\n")
+    (root / "classes.txt").write_text("cat\ndog\n")
+    args = ["toy-data", str(root), "--per-class", "1", "--frames", "2", "--size", "16", "--workers", "1"]
+    done = cli(*args)
+    assert done.returncode == 2  # it overwrote both files before, where ensure_toy_data leaves such a folder alone
+    line = one_line_error(done.stderr)
+    assert f"'{root}' holds files the toy generator did not write (classes.txt, train.txt)" in line
+    assert (root / "train.txt").read_text() == "my/video.mp4 3\n" and (root / "classes.txt").read_text() == "cat\ndog\n"
+    toy = tmp_path / "toy"
+    assert ensure_toy_data(toy, **TOY) and main(args[:1] + [str(toy)] + args[2:]) == 0  # its own output: rewritten
+    assert foreign_files(toy) == []
 
 
 def test_a_second_training_in_a_run_folder_in_use_fails_at_once_in_one_line(data, tmp_path):

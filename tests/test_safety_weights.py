@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pickle
 import random
+import re
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -13,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
-from safety_fixtures import outcome, paddle_state, tiny_model, toy_clip, write_pdparams
+from safety_fixtures import cli, one_line_error, outcome, paddle_state, tiny_model, toy_clip, write_pdparams
 
 import timesformer_lite as tl
+from timesformer_lite.cli import main
 from timesformer_lite.weights import load_pretrained, save_model
 
 MB = 2**20
@@ -236,3 +241,83 @@ def test_damaged_files_give_a_one_line_error_or_a_correct_load_never_a_traceback
         if not (clean and small):
             failures.append(f"{how}: {result}")
     assert not failures, "\n".join(failures)
+
+
+# ---- issue 24: a malicious file is refused and the line says why, never "is it truncated?" -----------------
+
+
+class Payload:
+    """Unpickling this calls `call(*args)`: the classic malicious pickle."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return (self.call, self.args)
+
+
+def _torch_zip_with(path: Path, obj, protocol: int) -> Path:
+    """A real torch zip whose data.pkl is `obj` pickled with `protocol` (torch itself writes protocol 2)."""
+    buffer = io.BytesIO()
+    torch.save({"model_state": {"cls_token": torch.zeros(1, 1, 4)}}, buffer)
+    with zipfile.ZipFile(buffer) as real, zipfile.ZipFile(path, "w") as out:
+        for name in real.namelist():
+            data = pickle.dumps(obj, protocol=protocol) if name.endswith("data.pkl") else real.read(name)
+            out.writestr(name, data)
+    return path
+
+
+def malicious_files(root: Path, marker: Path) -> dict[str, tuple[Path, str]]:
+    """Eleven ways a weight file can carry code, each: (file, what its refusal must say, as a regex)."""
+    touch = Payload(os.system, f"touch {marker}")
+    opens = f"open({str(marker)!r}, 'w')"
+
+    def names(name: str) -> str:
+        return f"it names the Python global '{name}'"
+
+    system = names(r"(posix|os|nt)\.system")
+    files = {
+        "GLOBAL (torch zip)": (_torch_zip_with(root / "a.pt", {"model_state": touch}, 2), system),
+        "STACK_GLOBAL (torch zip)": (_torch_zip_with(root / "b.pth", {"model_state": touch}, 4), system),
+        "eval": (_torch_zip_with(root / "c.pyth", Payload(eval, opens), 2), names(r"(__builtin__|builtins)\.eval")),
+        "exec": (_torch_zip_with(root / "d.pt", Payload(exec, opens), 4), names(r"builtins\.exec")),
+        "subprocess": (_torch_zip_with(root / "e.bin", Payload(subprocess.Popen, ["touch", str(marker)]), 4),
+                       names(r"subprocess\.Popen")),
+        "legacy torch format": (root / "f.pt", system),
+        "bare pickle": (root / "g.pth", system),
+        "INST opcode": (root / "h.pt", names(r"os\.system")),
+        "pdparams": (write_pdparams(root / "i.pdparams", {"backbone.cls_token": touch}), system),
+        "npz object array": (root / "j.npz", r"array 'cls.npy' holds pickled Python objects"),
+        "HF folder weights": (root / "hf", system),
+    }  # fmt: skip
+    with open(root / "f.pt", "wb") as f:  # torch's magic number, then the object, as torch < 1.6 wrote files
+        pickle.dump(torch.serialization.MAGIC_NUMBER, f, protocol=2)
+        pickle.dump({"model_state": touch}, f, protocol=2)
+    (root / "g.pth").write_bytes(pickle.dumps({"model_state": touch}, protocol=2))
+    (root / "h.pt").write_bytes(b"(ios\nsystem\nS'touch " + str(marker).encode() + b"'\ntR.")  # protocol 0, by hand
+    np.savez(root / "j.npz", cls=np.array([touch], dtype=object))
+    (root / "hf").mkdir()
+    (root / "hf" / "config.json").write_text('{"model_type": "timesformer"}')
+    _torch_zip_with(root / "hf" / "pytorch_model.bin", {"model_state": touch}, 2)
+    return files
+
+
+def test_every_kind_of_malicious_file_is_refused_with_the_global_it_names(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    for kind, (path, said) in malicious_files(tmp_path, marker).items():
+        assert main(["convert", str(path), str(tmp_path / "out.safetensors")]) == 2, kind
+        line = one_line_error(capsys.readouterr().err)
+        assert re.search(rf"refusing to load '[^']*': {said}, and unpickling (it|them) could run code", line), line
+        assert "truncated" not in line and "weights_only" not in line and "add_safe_globals" not in line, line
+    assert not marker.exists() and not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_malicious_file_is_refused_in_one_line_by_the_real_cli(tmp_path):
+    marker = tmp_path / "pwned"
+    path, said = malicious_files(tmp_path, marker)["STACK_GLOBAL (torch zip)"]
+    done = cli("predict", str(toy_clip(tmp_path / "clip.mp4")), "--checkpoint", str(path))
+    assert done.returncode == 2 and not marker.exists()
+    line = one_line_error(
+        done.stderr
+    )  # was "is not a readable torch file (...WeightsUnpickler error:); is it truncated?"
+    assert re.search(rf"refusing to load '{path}': {said}, and unpickling it could run code", line), line

@@ -1,20 +1,24 @@
 """The trainer on the smoke preset: learning, checkpoints, exact resume after a kill, DDP, NaN, test protocol."""
 
 import json
-import os
+import math
+import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from process_fixtures import cli_command, started, user_env
 
 import timesformer_lite as tl
 from timesformer_lite.data import build_dataset, build_loader
+from timesformer_lite.data.sampler import ResumableSampler
 from timesformer_lite.train import TrainingDiverged, evaluate, run
 from timesformer_lite.train.metrics import average_views
+from timesformer_lite.train.resume import config_changes, rng_state, set_rng_state
+from timesformer_lite.utils import accumulator_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,6 +40,24 @@ def final_weights(run_dir: Path) -> dict:
     return torch.load(run_dir / "last.pt", map_location="cpu", weights_only=True)["model"]
 
 
+def torchrun(*overrides: str, timeout: float = 300) -> str:
+    """`torchrun --nproc_per_node=2 -m timesformer_lite train --config smoke OVERRIDES` on gloo, one thread a rank;
+    its stdout. A rank that hangs fails the test at `timeout`, and every process of the run is killed."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    with started([*cmd, "-m", "timesformer_lite", "train", "--config", "smoke", *overrides]) as child:
+        code, out, err = child.finish(timeout)
+    assert code == 0, err[-3000:]
+    return out
+
+
+def unreadable(root: Path, cfg, clips: list[int]) -> None:
+    """Overwrite the training clips at these positions of epoch 0's order (all ranks) with bytes no decoder reads."""
+    items = build_dataset(tl.load_config(cfg, ["data.cache=false"]), "train").items
+    order = ResumableSampler(len(items), shuffle=True, seed=cfg.train.seed, drop_last=True).order()
+    for position in clips:
+        (root / items[order[position]][0]).write_bytes(b"not a video")
+
+
 def test_training_lowers_the_loss_on_a_fixed_batch_and_checkpoints_round_trip(smoke_data, tmp_path):
     cfg = tl.load_config("smoke", smoke(smoke_data, tmp_path, "train.epochs=3", "train.lr=0.003", "train.test=false"))
     batch = next(iter(build_loader(build_dataset(cfg, "val"), 16, shuffle=False, num_workers=0, seed=0)))
@@ -54,7 +76,9 @@ def test_training_lowers_the_loss_on_a_fixed_batch_and_checkpoints_round_trip(sm
     # best.pt is the model of the best validation epoch, loadable without unpickling code
     best = torch.load(result.best_checkpoint, map_location="cpu", weights_only=True)
     assert best["epoch"] == result.best_epoch and best["classes"] == build_dataset(cfg, "val").classes
-    assert tl.load_config(best["config"]) == cfg
+    recorded = tl.load_config(best["config"])  # the run's config, with the model's training options resolved
+    assert recorded == tl.load_config(result.run_dir / "config.yaml")
+    assert (recorded.data, recorded.train) == (cfg.data, cfg.train)
     lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
     summary = json.loads((result.run_dir / "summary.json").read_text())
@@ -66,26 +90,25 @@ def test_training_lowers_the_loss_on_a_fixed_batch_and_checkpoints_round_trip(sm
 def test_a_killed_run_resumes_to_exactly_the_same_weights(smoke_data, tmp_path):
     args = smoke(smoke_data, tmp_path, "train.epochs=3", "train.checkpoint_every=1", "train.test=false")
     reference = run("smoke", [*args, "train.name=uninterrupted"])
-    cmd = [sys.executable, "-m", "timesformer_lite", "train", "--config", "smoke", *args, "train.name=killed"]
     # bitwise equality needs the same float summation order: the same number of threads in every run
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    env = user_env(OMP_NUM_THREADS=str(torch.get_num_threads()))
     last = tmp_path / "killed" / "last.pt"
     killed_at = None
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists():
-            try:
-                step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
-            except Exception:  # being replaced right now; atomic rename means the next read works
-                continue
-            if step >= 4:
-                proc.send_signal(signal.SIGKILL)
-                killed_at = step
-                break
-        time.sleep(0.005)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    with started(cli_command("train", "--config", "smoke", *args, "train.name=killed"), env=env) as child:
+        deadline = time.time() + 120
+        while time.time() < deadline and child.proc.poll() is None:
+            if last.exists():
+                try:
+                    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+                except Exception:  # being replaced right now; atomic rename means the next read works
+                    continue
+                if step >= 4:
+                    child.proc.send_signal(signal.SIGKILL)
+                    killed_at = step
+                    break
+            time.sleep(0.005)
+        code = child.proc.wait(60)
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
     total = reference.summary["history"][-1]["global_step"]
     assert killed_at is not None and killed_at < total
     at_kill = torch.load(last, map_location="cpu", weights_only=True)
@@ -110,30 +133,7 @@ def test_torchrun_two_processes_match_one_process_with_the_same_global_batch(smo
         smoke_data, tmp_path, "train.epochs=1", "train.test=false", "model.drop_path_rate=0.0", "train.optimizer=sgd"
     )
     single = run("smoke", [*common, "train.name=single", "train.batch_size=8"])
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "timesformer_lite",
-            "train",
-            "--config",
-            "smoke",
-            *common,
-            "train.name=ddp",
-            "train.batch_size=4",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun(*common, "train.name=ddp", "train.batch_size=4")
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_batch"] == 8
     assert summary["ranks_in_sync"] is True
@@ -151,9 +151,9 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_data,
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
-def test_the_training_step_reads_the_device_once_per_optimizer_step_not_per_micro_batch(
-    smoke_data, tmp_path, monkeypatch
-):
+def test_the_loss_is_read_once_per_log_interval_and_at_the_end_of_an_epoch(smoke_data, tmp_path, monkeypatch):
+    """nanoGPT's contract: no step waits for the device; the loss and its finiteness (every rank's, in one
+    all-reduce) are read every train.log_every optimizer steps, and once more when the epoch ends."""
     from timesformer_lite.train.trainer import Trainer
 
     reads, training = [], []
@@ -163,7 +163,7 @@ def test_the_training_step_reads_the_device_once_per_optimizer_step_not_per_micr
         def counted(self, *a, _original=original, _name=name, **k):
             caller = sys._getframe(1).f_code.co_filename  # our code's reads (torch's optimizers keep steps on the CPU)
             if training and "timesformer_lite" in caller:
-                reads.append(_name)
+                reads.append((_name, Path(caller).name))
             return _original(self, *a, **k)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
@@ -177,11 +177,86 @@ def test_the_training_step_reads_the_device_once_per_optimizer_step_not_per_micr
             training.clear()
 
     monkeypatch.setattr(Trainer, "train_epoch", train_epoch)
-    result = run("smoke", smoke(smoke_data, tmp_path, "train.epochs=1", "train.test=false", "train.grad_accum=2"))
-    steps = result.history[-1]["global_step"]
-    assert steps == 5  # 80 clips, batches of 8, two micro-batches a step
-    assert reads.count("item") == steps  # the step's mean loss and finiteness, one read after both micro-batches
-    assert len(reads) <= steps + 8  # and the epoch's totals (and the sampler's order), read once an epoch
+    # 80 clips, batches of 8, two micro-batches a step: 5 steps; reads at steps 2 and 4 and at the end, or at the end
+    for log_every, expected in ((2, 3), (10, 1)):
+        reads.clear()
+        args = ["train.epochs=1", "train.test=false", "train.grad_accum=2", f"train.log_every={log_every}"]
+        result = run("smoke", smoke(smoke_data, tmp_path, *args, f"train.name=log{log_every}"))
+        assert result.history[-1]["global_step"] == 5
+        # one read of all the sums at once, and the sampler's read of the epoch's order
+        assert sorted(reads) == [("tolist", "sampler.py")] + [("tolist", "trainer.py")] * expected, reads
+
+
+def test_a_batch_of_unreadable_clips_is_skipped_counted_and_changes_no_weight(smoke_data, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(smoke_data, root)
+    cfg = tl.load_config("smoke", smoke(root, tmp_path, "train.epochs=1", "train.test=false"))
+    unreadable(root, cfg, list(range(8)))  # the first batch of the epoch, every clip of it
+    result = run(cfg)
+    assert result.history[0]["skipped"] == 8 and result.summary["bad_videos_skipped"] == 8
+    assert math.isfinite(result.history[0]["loss"]) and result.history[0]["global_step"] == 10
+    # AdamW counts the steps it took: the empty batch's step was skipped, the schedule went on
+    state = torch.load(result.run_dir / "last.pt", map_location="cpu", weights_only=True)
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {9}
+    assert state["scheduler"]["last_epoch"] == 10
+
+
+def test_under_ddp_a_batch_unreadable_on_one_rank_is_skipped_alike_by_both(smoke_data, tmp_path):
+    """The loader yields an empty batch on rank 1; it crashed there, and rank 0 then waited forever in the
+    all-reduce. Both ranks now run the step (rank 1 with a zero-weighted placeholder), stay identical, and the
+    skipped clips are counted over both."""
+    root = tmp_path / "data"
+    shutil.copytree(smoke_data, root)
+    cfg = tl.load_config("smoke", smoke(root, tmp_path, "train.batch_size=4"))
+    unreadable(root, cfg, [2 * k + 1 for k in range(4)])  # rank 1's first batch: positions 1, 3, 5, 7
+    torchrun(*smoke(root, tmp_path, "train.epochs=1", "train.test=false", "train.batch_size=4", "train.name=ddp"))
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["ranks_in_sync"] is True
+    assert summary["history"][0]["skipped"] == 4 and summary["bad_videos_skipped"] == 4
+    assert all(torch.isfinite(v).all() for v in final_weights(tmp_path / "ddp").values())
+
+
+def test_the_running_sums_work_in_float32_where_the_device_has_no_float64(smoke_data, tmp_path, monkeypatch):
+    """Apple's MPS has no float64: the trainer keeps its sums in `accumulator_dtype(device)`."""
+    from timesformer_lite.train import trainer as trainer_module
+
+    assert accumulator_dtype(torch.device("mps")) == torch.float32
+    assert accumulator_dtype(torch.device("cpu")) == accumulator_dtype(torch.device("cuda")) == torch.float64
+    args = smoke(smoke_data, tmp_path, "train.epochs=1", "train.test=false")
+    float64 = run("smoke", [*args, "train.name=f64"])
+    dtypes = []
+
+    def as_on_mps(device):
+        dtypes.append(accumulator_dtype(torch.device("mps")))
+        return dtypes[-1]
+
+    monkeypatch.setattr(trainer_module, "accumulator_dtype", as_on_mps)
+    float32 = run("smoke", [*args, "train.name=f32"])
+    assert dtypes == [torch.float32]
+    assert float32.history[0]["loss"] == pytest.approx(float64.history[0]["loss"], rel=1e-6)
+    assert float32.history[0]["top1"] == float64.history[0]["top1"]
+
+
+def test_a_resume_refuses_changes_to_the_numbers_and_says_which_accepted_changes_alter_them():
+    saved = tl.load_config("smoke").to_dict()
+
+    def changes(*overrides):
+        return config_changes(saved, tl.load_config("smoke", list(overrides)).to_dict())
+
+    quiet = ["train.log_every=3", "train.name=x", "data.num_workers=2", "train.checkpoint_every=5", "data.cache=false"]
+    assert changes(*quiet) == ([], [])
+    refused, noted = changes("model.depth=3", "train.lr=0.1", "train.compile=true", "train.epochs=4")
+    assert refused == ["model.depth: 2 -> 3", "train.lr: 0.001 -> 0.1"]
+    assert noted == [
+        "train.compile: False -> True (compiled kernels round differently)",
+        "train.epochs: 1 -> 4 (the cosine schedule's length sets the learning rate of every step)",
+    ]
+    assert changes("train.schedule=step", "train.epochs=4")[0] == ["train.schedule: 'cosine' -> 'step'"]
+    step = tl.load_config("smoke", ["train.schedule=step"]).to_dict()
+    assert config_changes(step, tl.load_config("smoke", ["train.schedule=step", "train.epochs=4"]).to_dict()) == (
+        [],
+        [],
+    )  # the step schedule's milestones are epochs: a longer run changes no step
 
 
 def test_test_protocol_averages_every_view_of_every_video(smoke_data):
@@ -221,3 +296,13 @@ def test_cli_test_command_writes_metrics_predictions_and_confusion(smoke_data, t
     rows = (out / "predictions.csv").read_text().splitlines()
     assert metrics["videos"] == len(rows) - 1 == 20
     assert (out / "confusion.png").stat().st_size > 1000
+
+
+def test_each_rank_resumes_its_own_random_state_and_an_older_checkpoint_its_single_one():
+    torch.manual_seed(1)
+    first = rng_state()
+    torch.manual_seed(2)
+    second = rng_state()
+    for saved, rank, expected in [([first, second], 1, second), ([first, second], 0, first), (first, 1, first)]:
+        set_rng_state(saved, rank)
+        assert torch.equal(torch.get_rng_state(), expected["torch"])

@@ -1,42 +1,57 @@
-"""Training-speed options compute exactly what the reference model computes (benchmarks measure the speed)."""
+"""Training-speed options: built at construction, equal to the reference, resolved once per device and recorded.
 
-import copy
+Speed is measured by the benchmarks (benchmarks/RESULTS.md); these tests pin the numbers and the plumbing.
+"""
+
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 import timesformer_lite as tl
+from timesformer_lite.config import ConfigError
+from timesformer_lite.data import build_dataset
+from timesformer_lite.layers import ShortRowSoftmax
 from timesformer_lite.model import Attention, Block, Mlp
-from timesformer_lite.train.options import (
-    ClassTokenOnlyBlock,
-    GeluLinear,
-    ShortRowSoftmax,
-    TrainingOptions,
-    apply_training_options,
-    training_options,
-)
+from timesformer_lite.model.attention import ClassAttention
+from timesformer_lite.train import run
+from timesformer_lite.train.options import options_of, resolve_options, training_options
+from timesformer_lite.weights.checkpoint import read_trainer_checkpoint
 
 SCHEMES = ["divided_space_time", "joint_space_time", "space_only", "sparse_local_global", "axial"]
-EVERY_OPTION = [
-    TrainingOptions(False, True, False),
-    TrainingOptions(True, False, True),
-    TrainingOptions(False, True, True),
+CPU, GPU = torch.device("cpu"), torch.device("cuda", 0)
+EVERY_OPTION = [  # the CPU trainer's, the GPU trainer's, and each switch against the reference's other choices
+    training_options(CPU),
+    training_options(GPU),
+    dict(fused_attn=False, short_row_softmax=True, recompute_gelu=True, class_token_only=False),
+    dict(fused_attn=True, short_row_softmax=False, recompute_gelu=False, class_token_only=True),
 ]
 
 
-def tiny(attention_type: str = "divided_space_time", **kw) -> tl.TimeSformer:
-    torch.manual_seed(0)
-    cfg = tl.ModelConfig(
+def config(attention_type: str = "divided_space_time", **kw) -> tl.ModelConfig:
+    return tl.ModelConfig(
         img_size=32, patch_size=8, num_frames=4, embed_dim=32, depth=2, num_heads=2, num_classes=5,
         attention_type=attention_type, drop_path_rate=0.0, init_std=0.2, **kw,
     )  # fmt: skip
-    model = tl.TimeSformer(cfg)
+
+
+def reference(attention_type: str = "divided_space_time") -> tl.TimeSformer:
+    torch.manual_seed(0)
+    model = tl.TimeSformer(config(attention_type))
     with torch.no_grad():  # non-zero *_fc and time embedding, so every step contributes
         for name, p in model.named_parameters():
             if name.endswith(("fc.weight", "time_embed")):
                 p.normal_(0, 0.2)
     return model
+
+
+def with_options(model: tl.TimeSformer, **options) -> tl.TimeSformer:
+    """A model built with `options`, holding `model`'s weights."""
+    built = tl.TimeSformer(config(model.cfg.attention_type, **options)).to(next(model.parameters()).dtype)
+    built.load_state_dict(model.state_dict(), strict=True)
+    return built
 
 
 def logits_and_gradients(model: tl.TimeSformer, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -46,56 +61,102 @@ def logits_and_gradients(model: tl.TimeSformer, video: torch.Tensor) -> tuple[to
     return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_the_trainer_defaults_are_explicit_attention_on_cpus_and_fused_with_gelu_recompute_on_gpus():
-    assert training_options(torch.device("cpu")) == TrainingOptions(False, True, False, True)
-    assert training_options(torch.device("cuda", 0)) == TrainingOptions(True, False, True, True)
+def test_the_trainer_chooses_explicit_attention_on_cpus_and_fused_with_gelu_recompute_on_gpus():
+    assert training_options(CPU) == dict(
+        fused_attn=False, short_row_softmax=True, recompute_gelu=False, class_token_only=True
+    )
+    assert training_options(GPU) == dict(
+        fused_attn=True, short_row_softmax=False, recompute_gelu=True, class_token_only=True
+    )
 
 
-@pytest.mark.parametrize("options", EVERY_OPTION, ids=str)
+@pytest.mark.parametrize("options", EVERY_OPTION, ids=lambda o: ",".join(k for k, v in o.items() if v))
 @pytest.mark.parametrize("attention_type", SCHEMES)
 def test_every_option_gives_the_reference_logits_and_gradients_in_float64(attention_type, options):
-    reference = tiny(attention_type).double().train()
+    ref = reference(attention_type).double().train()
     video = torch.randn(3, 4, 3, 32, 32, dtype=torch.float64)
-    want_logits, want_grads = logits_and_gradients(reference, video)
-    model = apply_training_options(copy.deepcopy(reference), options)
-    got_logits, got_grads = logits_and_gradients(model, video)
+    want_logits, want_grads = logits_and_gradients(ref, video)
+    got_logits, got_grads = logits_and_gradients(with_options(ref, **options).train(), video)
     torch.testing.assert_close(got_logits, want_logits, atol=1e-12, rtol=0)
     assert got_grads.keys() == want_grads.keys()
     for name, g in want_grads.items():
         torch.testing.assert_close(got_grads[name], g, atol=1e-12, rtol=0, msg=name)
 
 
-def test_options_keep_every_parameter_object_and_state_dict_name():
-    model = tiny()
-    params = dict(model.named_parameters())
-    keys = list(model.state_dict())
-    apply_training_options(model, TrainingOptions(False, True, True, True))
-    assert isinstance(model.blocks[-1], ClassTokenOnlyBlock) and type(model.blocks[0]) is Block
-    assert all(isinstance(m.fc2, GeluLinear) for m in model.modules() if isinstance(m, Mlp))
-    assert all(
-        isinstance(m.softmax, ShortRowSoftmax) and not m.fused_attn for m in model.modules() if isinstance(m, Attention)
-    )
-    assert list(model.state_dict()) == keys
-    assert all(p is params[n] for n, p in model.named_parameters())  # an optimizer made before still holds them
-    apply_training_options(model, TrainingOptions())  # and back to the reference's modules
-    assert all(
-        type(m.fc2) is torch.nn.Linear and isinstance(m.act, torch.nn.GELU)
-        for m in model.modules()
-        if isinstance(m, Mlp)
-    )
-    assert all(p is params[n] for n, p in model.named_parameters())
+def test_options_are_built_in_keep_every_state_dict_name_and_show_in_the_models_repr():
+    ref = reference()
+    model = with_options(ref, **training_options(GPU) | {"fused_attn": False, "short_row_softmax": True})
+    assert list(model.state_dict()) == list(ref.state_dict())  # checkpoints load either way
+    assert type(model.blocks[-1].attn) is ClassAttention and type(model.blocks[0].attn) is Attention
+    assert all(type(b) is Block and type(b.temporal_attn) is Attention for b in model.blocks)
+    assert all(m.recompute_gelu and isinstance(m.act, torch.nn.GELU) for m in model.modules() if isinstance(m, Mlp))
+    attentions = [m for m in model.modules() if isinstance(m, Attention)]
+    assert all(isinstance(m.softmax, ShortRowSoftmax) and not m.fused_attn for m in attentions)
+    text = repr(model)
+    assert text.count("recompute_gelu=True") == 2 and text.count("ShortRowSoftmax()") == 4
+    assert text.count("ClassAttention(") == 1 and "queries=first token" in text
+    plain = repr(ref)
+    assert "ClassAttention" not in plain and "ShortRowSoftmax" not in plain and "recompute_gelu" not in plain
 
 
-def test_class_token_only_block_gives_the_full_blocks_maps_when_they_are_asked_for():
-    model = tiny().eval()
+def test_auto_builds_the_reference_and_the_trainer_resolves_it_for_its_device():
+    cfg = config()
+    assert all(getattr(cfg, k) == "auto" for k in training_options(CPU))
+    assert options_of(cfg) == dict(
+        fused_attn=True, short_row_softmax=False, recompute_gelu=False, class_token_only=False
+    )
+    for device in (CPU, GPU):
+        resolved, notes = resolve_options(cfg, device)
+        assert options_of(resolved) == training_options(device) and notes == []
+        assert {k: getattr(resolved, k) for k in training_options(device)} == training_options(device)
+    mine, _ = resolve_options(config(fused_attn=True, class_token_only=False), CPU)  # chosen: kept
+    assert (mine.fused_attn, mine.class_token_only, mine.short_row_softmax) == (True, False, True)
+
+
+def test_gelu_recompute_with_dropout_is_a_config_error_or_a_line_never_silent():
+    with pytest.raises(ConfigError, match=r"model.recompute_gelu=True needs model.drop_rate=0 .*it is 0.1"):
+        config(recompute_gelu=True, drop_rate=0.1)
+    resolved, notes = resolve_options(config(drop_rate=0.1), GPU)
+    assert resolved.recompute_gelu is False and resolved.fused_attn is True
+    assert notes == [
+        "model.recompute_gelu=auto resolves to false on cuda: dropout (model.drop_rate=0.1) sits between GELU and fc2"
+    ]
+    with pytest.raises(ValueError, match="recompute_gelu needs drop=0, got drop=0.5"):
+        Mlp(16, 64, drop=0.5, recompute_gelu=True)
+    with pytest.raises(ConfigError, match="model.fused_attn='yes' is not one of true, false, auto"):
+        config(fused_attn="yes")
+
+
+def test_the_class_token_only_block_gives_the_full_blocks_maps_when_they_are_asked_for():
+    ref = reference().eval()
+    model = with_options(ref, class_token_only=True).eval()
     video = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
-        want, want_maps = model(video, return_attention=True)
-        apply_training_options(model, TrainingOptions(class_token_only=True))
+        want, want_maps = ref(video, return_attention=True)
         got, got_maps = model(video, return_attention=True)
         fast = model(video)
     assert torch.equal(got, want) and len(got_maps.space) == len(want_maps.space) == 2
+    assert all(torch.equal(a, b) for a, b in zip(got_maps.space, want_maps.space, strict=True))
     torch.testing.assert_close(fast, want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_class_attention_is_the_first_tokens_output_of_the_full_attention(dtype):
+    torch.manual_seed(0)
+    full = Attention(32, 4).to(dtype)
+    first = ClassAttention(32, 4).to(dtype)
+    first.load_state_dict(full.state_dict())
+    with torch.no_grad():
+        full.qkv.bias.normal_()  # the key bias cancels in the softmax, the value bias passes through: test both
+        first.qkv.bias.copy_(full.qkv.bias)
+    x = torch.randn(5, 17, 32, dtype=dtype)
+    out, probs = first(x)
+    want, _ = full(x)
+    assert out.shape == (5, 1, 32) and probs is None
+    torch.testing.assert_close(out[:, 0], want[:, 0], atol=1e-12 if dtype == torch.float64 else 1e-5, rtol=0)
+    everything, weights = first(x, need_weights=True)  # the maps need every token: the full attention
+    assert everything.shape == (5, 17, 32) and weights.shape == (5, 4, 17, 17)
+    torch.testing.assert_close(everything, want, atol=1e-12 if dtype == torch.float64 else 1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("length", [3, 8, 15, 16, 40])
@@ -117,15 +178,14 @@ def plain_mlp(mlp: Mlp, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("precision", ["float64", "bf16 autocast"])
 def test_gelu_recompute_keeps_the_hidden_layer_once_with_the_plain_ops_outputs_and_gradients(precision):
     torch.manual_seed(0)
-    mlp = Mlp(16, 64).train()
+    mlp = Mlp(16, 64, recompute_gelu=True).train()
     x = torch.randn(3, 5, 16)
     if precision == "float64":
         mlp, x = mlp.double(), x.double()
     x.requires_grad_()
-    apply_training_options(mlp, TrainingOptions(recompute_gelu=True))
     amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "float64")
 
-    def run(f):
+    def run_(f):
         mlp.zero_grad()
         x.grad = None
         with amp:
@@ -135,20 +195,15 @@ def test_gelu_recompute_keeps_the_hidden_layer_once_with_the_plain_ops_outputs_a
 
     hidden = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: hidden.append(t.numel() == 3 * 5 * 64) or t, lambda t: t):
-        got = run(lambda: mlp(x))
+        got = run_(lambda: mlp(x))
     assert sum(hidden) == 1  # the hidden layer is kept once (before GELU), not twice
-    for a, b in zip(got, run(lambda: plain_mlp(mlp, x)), strict=True):
+    for a, b in zip(got, run_(lambda: plain_mlp(mlp, x)), strict=True):
         assert a.dtype == b.dtype and torch.equal(a, b)
-
-
-def test_gelu_recompute_leaves_an_mlp_with_dropout_as_it_is():
-    mlp = apply_training_options(Mlp(16, 64, drop=0.5), TrainingOptions(recompute_gelu=True))
-    assert type(mlp.fc2) is torch.nn.Linear and isinstance(mlp.act, torch.nn.GELU)
 
 
 def test_gelu_recompute_compiles_into_one_graph():
     torch.manual_seed(0)
-    mlp = apply_training_options(Mlp(16, 64).train(), TrainingOptions(recompute_gelu=True))
+    mlp = Mlp(16, 64, recompute_gelu=True).train()
     x = torch.randn(3, 5, 16, requires_grad=True)
     torch.compile(mlp, fullgraph=True)(x).square().sum().backward()  # raises on any graph break
     compiled = [p.grad.clone() for p in mlp.parameters()]
@@ -156,3 +211,17 @@ def test_gelu_recompute_compiles_into_one_graph():
     plain_mlp(mlp, x).square().sum().backward()
     for got, p in zip(compiled, mlp.parameters(), strict=True):
         torch.testing.assert_close(got, p.grad, atol=1e-5, rtol=1e-5)
+
+
+def test_the_options_in_force_are_written_to_config_yaml_the_checkpoint_and_summary(tmp_path):
+    data = tmp_path / "data"
+    overrides = [f"data.root={data}", f"train.out_dir={tmp_path}", "train.test=false", "model.fused_attn=true"]
+    cfg = tl.load_config("smoke", overrides)
+    build_dataset(cfg, "train")  # the toy clips
+    result = run(cfg)
+    want = training_options(CPU) | {"fused_attn": True}  # the CPU trainer's choices, the one set by hand kept
+    written = yaml.safe_load((result.run_dir / "config.yaml").read_text())["model"]
+    assert {k: written[k] for k in want} == want
+    assert {k: read_trainer_checkpoint(result.run_dir / "last.pt")["config"]["model"][k] for k in want} == want
+    assert json.loads((result.run_dir / "summary.json").read_text())["model_options"] == want
+    assert result.summary["model_options"] == want

@@ -4,13 +4,24 @@ Random weights from a `TimesformerConfig` (no downloads); float64 with perturbed
 semantics (<= 1e-6), float32 at HF's default init must agree to 1e-4.
 """
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
+from safety_fixtures import cli, one_line_error
 from transformers import TimesformerConfig, TimesformerForVideoClassification
 
 import timesformer_lite as tl
-from timesformer_lite.weights import config_to_hf, detect, load_pretrained, save_hf, state_dict_from_hf
+from timesformer_lite.weights import (
+    WeightsError,
+    config_to_hf,
+    detect,
+    load_pretrained,
+    save_hf,
+    state_dict_from_hf,
+)
 
 CONFIGS = {
     "32px-4f": dict(img_size=32, patch_size=8, num_frames=4, embed_dim=32, depth=2, num_heads=2, num_classes=7),
@@ -142,3 +153,53 @@ def test_exported_hf_folder_loads_in_transformers_with_equal_logits(tmp_path):
     video = clip(CONFIGS["48px-3f-joint"], torch.float32)
     with torch.no_grad():
         assert (hf(pixel_values=video).logits - model(video)).abs().max().item() <= 1e-5
+
+
+# ---- issue 24: a config.json that describes no TimeSformer is one line naming the file and the key ----------
+
+
+def _hf_folder(folder: Path, **changes) -> Path:
+    """A save_hf folder of a tiny model whose config.json has `changes` (None deletes a key)."""
+    save_hf(folder, tl.TimeSformer(**CONFIGS["32px-4f"]), classes=[f"c{i}" for i in range(7)])
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if v is not None}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"hidden_size": 0}, "hidden_size=0 must be a positive integer"),
+        ({"hidden_size": "abc"}, "hidden_size='abc' must be a positive integer"),
+        ({"intermediate_size": 0.5}, "intermediate_size=0.5 must be a positive integer"),
+        ({"num_attention_heads": 7}, "hidden_size=32 is not divisible by num_attention_heads=7"),
+        ({"image_size": "32"}, "image_size expects an integer, got '32'"),
+        ({"layer_norm_eps": "tiny"}, "layer_norm_eps expects a number, got 'tiny'"),
+        ({"hidden_act": "relu"}, "hidden_act='relu' is not supported"),
+        ({"id2label": {"x": 1}}, 'id2label must map the class indices 0..N-1 to names, like {"0": "abseiling"}'),
+        ({"id2label": {"1": "a", "2": "b"}, "num_labels": None}, "id2label must map the class indices 0..N-1"),
+    ],
+)
+def test_a_bad_hf_config_json_entry_is_one_line_naming_the_file_and_the_key(tmp_path, changes, message):
+    folder = _hf_folder(tmp_path / "hf", **changes)
+    with pytest.raises(WeightsError) as e:
+        load_pretrained(folder)
+    assert str(e.value).startswith(f"'{folder / 'config.json'}': {message}") and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("hidden_size", [0, "abc"])
+def test_a_bad_hidden_size_in_a_hub_cache_is_one_line_from_the_cli(tmp_path, monkeypatch, hidden_size):
+    cache = tmp_path / "hub"
+    repo = cache / "models--org--broken"
+    commit = "89abcdef" * 5
+    snapshot = _hf_folder(repo / "snapshots" / commit, hidden_size=hidden_size)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    done = cli("convert", "org/broken", str(tmp_path / "out.safetensors"))  # a hub id: found in the cache
+    assert done.returncode == 2
+    line = one_line_error(done.stderr)  # was a ZeroDivisionError / TypeError traceback
+    assert f"'{snapshot / 'config.json'}': hidden_size={hidden_size!r} must be a positive integer" in line
+    assert not (tmp_path / "out.safetensors").exists()

@@ -1,13 +1,16 @@
 """Hugging Face hub ids, offline: a cache laid out as huggingface_hub leaves it, with HF_HUB_OFFLINE=1.
 
 `models--org--tiny-timesformer/refs/main` names a commit; `snapshots/<commit>/` holds what
-`TimesformerForVideoClassification.save_pretrained` writes plus a `preprocessor_config.json`.
+`TimesformerForVideoClassification.save_pretrained` writes plus a `preprocessor_config.json`. The deadline tests
+point `HF_ENDPOINT` at a loopback socket that never answers.
 """
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,8 @@ from transformers import TimesformerConfig, TimesformerForVideoClassification
 
 import timesformer_lite as tl
 from timesformer_lite.weights import WeightsError, config_to_hf, save_hf
-from timesformer_lite.weights.hub import is_repo_id
+from timesformer_lite.weights.fetch import STALL_ENV, TIMEOUT_ENV
+from timesformer_lite.weights.hub import hub_folder, is_repo_id
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "org/tiny-timesformer"
@@ -131,3 +135,48 @@ def test_predict_cli_takes_a_repo_id_offline(hub_cache, tmp_path):
     (row,) = [json.loads(line) for line in out.stdout.splitlines()]
     assert sorted(k["label"] for k in row["top_k"]) == sorted(LABELS)  # config.json's id2label, not class_i
     assert sum(k["probability"] for k in row["top_k"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_stalled_hub_ends_at_the_overall_deadline_in_one_line(tmp_path):
+    """huggingface_hub alone retries a silent server for minutes (a 60 s metadata timeout, five times)."""
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TIMESFORMER_LITE_"))}
+        env |= {"HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}", "HF_HUB_CACHE": str(tmp_path / "hub"),
+                STALL_ENV: "1", TIMEOUT_ENV: "3", "PYTHONPATH": str(ROOT)}  # fmt: skip
+        start = time.monotonic()
+        cmd = [sys.executable, "-m", "timesformer_lite", "convert", REPO, "out.safetensors"]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        elapsed = time.monotonic() - start
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"timesformer-lite convert: error: Hugging Face repo '{REPO}': config.json did not arrive within the overall "
+        f"deadline of 3 s ({TIMEOUT_ENV}); the hub is slow or unreachable: try again, or raise {TIMEOUT_ENV} (each "
+        f"read waits up to 1 s, {STALL_ENV})"
+    )
+    assert elapsed < 30, elapsed  # 3 s of waiting plus the interpreter's start on a loaded machine
+
+
+def test_the_hub_reads_wait_at_most_the_stall_deadline_unless_huggingface_hub_is_told_otherwise(hub_cache, monkeypatch):
+    import huggingface_hub
+
+    seen = []
+
+    def spy(repo_id, filename, **kwargs):
+        seen.append((kwargs["etag_timeout"], constants.HF_HUB_DOWNLOAD_TIMEOUT))
+        return real(repo_id, filename, **kwargs)
+
+    real = huggingface_hub.hf_hub_download
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    monkeypatch.delenv("HF_HUB_DOWNLOAD_TIMEOUT", raising=False)
+    monkeypatch.delenv("HF_HUB_ETAG_TIMEOUT", raising=False)
+    before = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    hub_folder(REPO, stall=4.0)
+    restored = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    assert set(seen) == {(4.0, 4.0)} and restored == before  # set for the call only
+    seen.clear()
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "25")
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "20")
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 20)
+    hub_folder(REPO, stall=4.0)
+    assert set(seen) == {(20, before)}  # the user's settings stand

@@ -104,3 +104,25 @@ def test_bad_checkpoints_are_refused_with_the_reason(tmp_path):
         read_checkpoint(tmp_path / "future.pt")
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         read_checkpoint(tmp_path / "nope.safetensors")
+
+
+@pytest.mark.parametrize("save", [save_model, save_hf])
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "space_only"])
+def test_saving_a_fused_model_is_refused_or_writes_a_file_that_loads(tmp_path, save, attention_type):
+    model = perturbed_model(attention_type=attention_type)
+    fused = tl.fuse(model)
+    path = tmp_path / ("m.safetensors" if save is save_model else "hf")
+    try:
+        save(path, fused, classes=CLASSES)
+    except WeightsError as e:  # what load_pretrained would have refused ("missing ...temporal_fc...")
+        assert "a tl.fuse(model) copy is for inference only: save the model you fused" in str(e)
+        assert "\n" not in str(e) and not path.exists()
+    else:  # nothing was folded away (space_only has no *_fc): the file is the reference model's and loads
+        loaded = load_pretrained(path)
+        video = torch.randn(2, 4, 3, 32, 32)
+        with torch.no_grad():
+            assert (loaded(video) - model(video)).abs().max() <= 1e-5
+    if attention_type == "divided_space_time":
+        assert not path.exists()  # its temporal_fc is folded into temporal_attn.proj: always refused
+    save(path, model, classes=CLASSES)  # the reference model it was fused from saves and loads
+    assert load_pretrained(path).load_report.ok

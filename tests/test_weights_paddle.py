@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import timesformer_lite as tl
 from timesformer_lite.weights import WeightsError, detect, load_pretrained
@@ -93,7 +94,10 @@ def test_malicious_pdparams_is_refused_and_nothing_runs(tmp_path):
     path = tmp_path / "evil.pdparams"
     with open(path, "wb") as f:
         pickle.dump({"backbone.cls_token": np.zeros((1, 1, 4), np.float32), "x": RunsCode(marker)}, f, protocol=4)
-    with pytest.raises(WeightsError, match=rf"refusing to load '{path}'.*global (posix|os|nt)\.system"):
+    refused = (
+        rf"refusing to load '{path}': it names the Python global '(posix|os|nt)\.system', and unpickling it could run"
+    )
+    with pytest.raises(WeightsError, match=refused):
         load_pretrained(path)
     assert not marker.exists()
 
@@ -108,7 +112,9 @@ def test_malicious_torch_pickle_is_refused_and_nothing_runs(tmp_path, name):
             pickle.dump(payload, f, protocol=2)
     else:
         torch.save(payload, path)
-    with pytest.raises(WeightsError, match=rf"refusing to load '{path}'"):
+    with pytest.raises(
+        WeightsError, match=rf"refusing to load '{path}': it names the Python global '(posix|os|nt)\.sys"
+    ):
         load_pretrained(path)
     assert not marker.exists()
 
@@ -123,3 +129,44 @@ def test_real_paddle_save_is_read(tmp_path):
     arrays = read_pdparams(tmp_path / "linear.pdparams")
     assert np.array_equal(arrays["weight"], layer.weight.numpy()) and arrays["weight"].shape == (4, 3)
     assert "StructuredToParameterName@@" in arrays
+
+
+def _in_other_formats(root, model):
+    """`model`'s state dict as a torch file (zip and legacy), a safetensors file and an .npz."""
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, root / "zip.bin")
+    torch.save(state, root / "legacy.bin", _use_new_zipfile_serialization=False)
+    save_file(state, root / "st.bin")
+    np.savez(root / "arrays.npz", **{k: v.numpy() for k, v in state.items()})
+    return {"torch": root / "zip.bin", "torch (legacy)": root / "legacy.bin", "safetensors": root / "st.bin",
+            "npz": root / "arrays.npz"}  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".pdparams", ".npz", ".safetensors"])
+def test_a_file_named_for_another_format_says_what_it_is_and_how_to_rename_it(tmp_path, suffix):
+    files = _in_other_formats(tmp_path, source_model())
+    promised = {".pdparams": "PaddleVideo's format", ".npz": "a .npz of arrays", ".safetensors": "a .safetensors file"}
+    for kind, real in files.items():
+        kind = kind.split()[0]
+        rename = {"torch": ".pt", "safetensors": ".safetensors", "npz": ".npz"}[kind]
+        if rename == suffix:  # the right name
+            continue
+        named = tmp_path / f"{real.stem}-as{suffix}"
+        named.write_bytes(real.read_bytes())
+        with pytest.raises(WeightsError) as e:
+            load_pretrained(named)
+        said = {"torch": "a torch file", "safetensors": promised[".safetensors"], "npz": promised[".npz"]}[kind]
+        assert str(e.value) == f"'{named}' is {said}, not {promised[suffix]}: rename it to {rename}"
+        if kind == "torch":  # renamed as told, it loads
+            assert load_pretrained(named.rename(named.with_suffix(".pt"))).load_report.ok
+
+
+def test_a_torch_file_named_pdparams_is_one_line_from_the_cli(tmp_path):
+    from safety_fixtures import cli, one_line_error  # it imports this module's models: not at the top
+
+    path = tmp_path / "TimeSformer_k400.pdparams"
+    torch.save(source_model().state_dict(), path)
+    done = cli("convert", str(path), str(tmp_path / "out.safetensors"))
+    assert done.returncode == 2
+    line = one_line_error(done.stderr)  # was "holds a int"
+    assert line.endswith(f"'{path}' is a torch file, not PaddleVideo's format: rename it to .pt")

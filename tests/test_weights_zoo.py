@@ -1,177 +1,36 @@
-"""The zoo: downloads from a loopback HTTP server (progress, resume, checksum, cache, offline), class lists, names.
+"""The zoo's table: entries, class lists, docs, the shipped toy model, and loading an entry by name.
 
-Nothing leaves 127.0.0.1: the test entries point at a server this file starts, and the real table is only read.
+Downloads themselves (faults, deadlines, cache verification) are tests/test_weights_download.py. Nothing leaves
+127.0.0.1: `TIMESFORMER_LITE_ZOO_MIRROR` points every zoo URL at a server the test starts.
 """
 
-import hashlib
+import os
 import socket
-import threading
-from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import tomllib
 import torch
+from zoo_server import Route, ZooServer, official_file, run_cli
 
 import timesformer_lite as tl
+from timesformer_lite.assets import toy_model_path
 from timesformer_lite.cli import main as cli
+from timesformer_lite.data import TOY_CLASSES
+from timesformer_lite.train.trainer import build_model
 from timesformer_lite.weights import WeightsError, zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
-
-
-class Server:
-    """Serves `files` (name -> bytes) with Range support; `drop_first` names files whose first answer stops
-    half-way with the connection closed. `requests` logs (path, Range header) of every request."""
-
-    def __init__(self, files: dict[str, bytes], drop_first: tuple[str, ...] = ()):
-        self.files, self.drop = files, set(drop_first)
-        self.requests: list[tuple[str, str | None]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def do_GET(self):
-                name = self.path.lstrip("/")
-                rng = self.headers.get("Range")
-                server.requests.append((name, rng))
-                if name not in server.files:
-                    self.send_error(404)
-                    return
-                data = server.files[name]
-                start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
-                self.send_response(206 if rng else 200)
-                self.send_header("Content-Length", str(len(data) - start))
-                if rng:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.end_headers()
-                if name in server.drop:
-                    server.drop.discard(name)
-                    self.wfile.write(data[start : start + (len(data) - start) // 2])
-                    self.close_connection = True
-                    return
-                self.wfile.write(data[start:])
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-@pytest.fixture
-def server():
-    s = Server({"w.bin": PAYLOAD})
-    yield s
-    s.close()
-
-
-def add_entry(monkeypatch, name: str, url: str, **fields) -> zoo.ZooEntry:
-    entry = zoo.ZooEntry(name=name, url=url, source="official", **fields)
-    monkeypatch.setitem(zoo.ZOO, name, entry)
-    return entry
-
-
-def test_a_download_shows_a_progress_bar_lands_in_the_cache_and_prints_its_sha256(server, cache, monkeypatch, capsys):
-    add_entry(monkeypatch, "test/w", f"{server.url}/w.bin")
-    path = zoo.download("test/w", progress=True)
-    assert path == cache / "test" / "w" / "w.bin"
-    assert path.read_bytes() == PAYLOAD and not path.with_name("w.bin.part").exists()
-    err = capsys.readouterr().err
-    assert "w.bin" in err and "100%" in err and "1.00M/1.00M" in err  # the tqdm bar, complete
-    assert f"sha256 {hashlib.sha256(PAYLOAD).hexdigest()}" in err  # no published digest: printed to pin it
-    assert server.requests == [("w.bin", None)]
-
-
-def test_a_second_call_is_served_from_the_cache_without_touching_the_server(server, cache, monkeypatch):
-    add_entry(monkeypatch, "test/w", f"{server.url}/w.bin")
-    first = zoo.download("test/w", progress=False)
-    second = zoo.download("test/w", progress=False)
-    assert first == second and len(server.requests) == 1
-
-
-def test_an_interrupted_transfer_resumes_with_a_range_request(cache, monkeypatch):
-    s = Server({"w.bin": PAYLOAD}, drop_first=("w.bin",))
-    try:
-        add_entry(monkeypatch, "test/w", f"{s.url}/w.bin", sha256=hashlib.sha256(PAYLOAD).hexdigest())
-        path = zoo.download("test/w", progress=False)
-    finally:
-        s.close()
-    assert path.read_bytes() == PAYLOAD
-    half = len(PAYLOAD) // 2
-    assert s.requests == [("w.bin", None), ("w.bin", f"bytes={half}-")]  # the second asks only for the rest
-
-
-def test_a_partial_file_left_by_an_earlier_run_is_resumed_not_restarted(server, cache, monkeypatch):
-    add_entry(monkeypatch, "test/w", f"{server.url}/w.bin")
-    part = cache / "test" / "w" / "w.bin.part"
-    part.parent.mkdir(parents=True)
-    part.write_bytes(PAYLOAD[:1000])
-    assert zoo.download("test/w", progress=False).read_bytes() == PAYLOAD
-    assert server.requests == [("w.bin", "bytes=1000-")]
-
-
-def test_processes_loading_the_same_name_at_once_download_it_once(server, cache, monkeypatch):
-    add_entry(monkeypatch, "test/w", f"{server.url}/w.bin")
-    paths = []
-    threads = [threading.Thread(target=lambda: paths.append(zoo.download("test/w", progress=False))) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(paths) == 3 and all(p.read_bytes() == PAYLOAD for p in paths)
-    assert server.requests == [("w.bin", None)]  # one transfer; the others waited for the lock, then found the file
-
-
-def test_a_checksum_mismatch_deletes_the_file_and_says_so(server, cache, monkeypatch):
-    add_entry(monkeypatch, "test/w", f"{server.url}/w.bin", sha256="0" * 64)
-    with pytest.raises(WeightsError, match=r"has sha256 [0-9a-f]{64}, expected 0{64}; it was deleted"):
-        zoo.download("test/w", progress=False)
-    assert not (cache / "test" / "w" / "w.bin").exists() and not (cache / "test" / "w" / "w.bin.part").exists()
-
-
-def test_a_hash_prefix_as_in_torch_hub_file_names_is_accepted(server, cache, monkeypatch):
-    add_entry(monkeypatch, "test/w", f"{server.url}/w.bin", sha256=hashlib.sha256(PAYLOAD).hexdigest()[:8])
-    assert zoo.download("test/w", progress=False).stat().st_size == len(PAYLOAD)
-
-
-def test_offline_is_one_clear_line_naming_the_url_and_the_fix(cache, monkeypatch, capsys):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    add_entry(monkeypatch, "test/w", f"http://127.0.0.1:{port}/w.bin")
-    with pytest.raises(WeightsError, match=rf"cannot download test/w: http://127.0.0.1:{port}/w.bin is unreachable"):
-        zoo.download("test/w", progress=False)
-    assert cli(["download", "test/w"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "connect to the internet" in err and str(cache) in err
-
-
-def test_download_dir_and_the_cli_print_the_path(server, tmp_path, cache, monkeypatch, capsys):
-    add_entry(monkeypatch, "test/w", f"{server.url}/w.bin")
-    assert cli(["download", "test/w", "--dir", str(tmp_path / "here"), "--no-progress"]) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "here" / "w.bin")
-    assert (tmp_path / "here" / "w.bin").read_bytes() == PAYLOAD and not cache.exists()
 
 
 def test_an_unknown_name_lists_the_zoo():
-    with pytest.raises(WeightsError, match="no zoo entry 'nope/x'; the zoo has paddlevideo/timesformer-k400, "):
+    listed = "no zoo entry 'nope/x'; the zoo has timesformer-lite/toy-divided, paddlevideo/timesformer-k400, "
+    with pytest.raises(WeightsError, match=listed):
         zoo.download("nope/x")
 
 
-def test_the_list_names_every_entry_with_classes_accuracy_and_url(capsys):
+def test_the_list_names_every_entry_with_classes_accuracy_and_url(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "cache"))
     assert cli(["download", "--list"]) == 0
     out = capsys.readouterr().out
     for e in zoo.ZOO.values():
@@ -181,10 +40,14 @@ def test_the_list_names_every_entry_with_classes_accuracy_and_url(capsys):
 
 def test_the_table_has_the_reference_checkpoints_with_what_the_loader_needs():
     assert set(zoo.ZOO) == {
+        "timesformer-lite/toy-divided",
         "paddlevideo/timesformer-k400", "paddlevideo/vit-base-patch16-224", "timm/jx-vit-base-p16-224",
         *(f"facebookresearch/timesformer{v}-{d}" for v in ("", "-hr", "-l") for d in ("k400", "k600", "ssv2")),
     }  # fmt: skip
     for e in zoo.ZOO.values():
+        if e.shipped is not None:  # the package's own file: our format, everything recorded in it
+            assert e.source == "ours" and e.url == "" and e.overrides == {} and e.classes is None
+            continue
         assert e.source in tl.weights.SOURCES and e.url.startswith("https://") and e.overrides["num_heads"] == 12
         assert e.classes is None or e.classes in zoo.CLASS_LISTS
         if e.classes is None:  # ImageNet inits: the scheme and frames of the reference recipe
@@ -197,6 +60,46 @@ def test_docs_list_every_zoo_entry_with_its_url():
     docs = (ROOT / "docs" / "weights.md").read_text()
     for e in zoo.ZOO.values():
         assert f"| `{e.name}` |" in docs and e.url in docs and e.accuracy in docs
+
+
+@pytest.fixture
+def bare_home(tmp_path):
+    """An environment with a fresh HOME and no cache variable: no cache folder exists, and none may appear."""
+    env = {k: v for k, v in os.environ.items() if k != zoo.CACHE_ENV}
+    env["HOME"] = str(tmp_path / "home")
+    return env
+
+
+def test_the_shipped_toy_model_is_in_the_zoo_and_served_from_the_package_offline(tmp_path, bare_home):
+    out = run_cli("download", "--list", env=bare_home, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    listing = out.stdout.splitlines()
+    assert listing[0] == "timesformer-lite/toy-divided  (in the package)"
+    assert listing[3].strip() == str(toy_model_path())
+    out = run_cli("download", "timesformer-lite/toy-divided", env=bare_home, cwd=tmp_path)
+    assert (out.returncode, out.stdout.strip(), out.stderr) == (0, str(toy_model_path()), "")
+    assert not (tmp_path / "home").exists()  # nothing was cached, nothing was fetched
+    copy = zoo.download("timesformer-lite/toy-divided", tmp_path / "here")  # --dir asks for a copy
+    assert copy == tmp_path / "here" / "toy_divided.safetensors" and copy.read_bytes() == toy_model_path().read_bytes()
+
+
+def test_the_toy_model_loads_by_name_and_starts_a_training_with_a_new_head(tmp_path, monkeypatch):
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "cache"))
+    model = tl.load_pretrained("timesformer-lite/toy-divided")
+    shipped = tl.load_pretrained(toy_model_path())
+    assert model.classes == list(TOY_CLASSES) and model.cfg == tl.load_config("toy").model
+    assert model.load_report.notes[0] == (
+        f"zoo entry 'timesformer-lite/toy-divided' (shipped with the package), read from '{toy_model_path()}'"
+    )
+    video = torch.randn(2, 8, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(video), shipped(video))
+    cfg = tl.load_config("toy", ["model.pretrained=timesformer-lite/toy-divided", "model.num_classes=4"])
+    started = build_model(cfg)
+    assert started.cfg.num_classes == 4 and started.load_report.new_head
+    kept = {k: v for k, v in started.state_dict().items() if not k.startswith("head.")}
+    assert kept and all(torch.equal(v, shipped.state_dict()[k]) for k, v in kept.items())
+    assert not (tmp_path / "cache").exists()
 
 
 def test_class_lists_have_the_dataset_sizes_in_label_order_and_ship_as_package_data():
@@ -212,30 +115,20 @@ def test_class_lists_have_the_dataset_sizes_in_label_order_and_ship_as_package_d
     assert "weights/classes/*.txt" in package_data["timesformer_lite"]
 
 
-def official_file(tmp_path: Path, num_classes: int) -> tuple[Path, tl.TimeSformer]:
-    """A tiny model saved as the official release does: `model_state` with every key prefixed `model.`."""
-    torch.manual_seed(0)
-    cfg = tl.ModelConfig(img_size=32, patch_size=16, num_frames=2, embed_dim=24, depth=1, num_heads=12,
-                         num_classes=num_classes, drop_path_rate=0.0)  # fmt: skip
-    model = tl.TimeSformer(cfg).eval()
-    path = tmp_path / "tiny_K400.pyth"
-    torch.save({"model_state": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
-    return path, model
-
-
-def test_a_zoo_name_loads_with_the_entrys_class_names_and_heads_and_the_report_says_where(cache, tmp_path, monkeypatch):
+def test_a_zoo_name_loads_with_the_entrys_class_names_and_heads_and_the_report_says_where(tmp_path, monkeypatch):
     path, reference = official_file(tmp_path, 400)
-    s = Server({"tiny_K400.pyth": path.read_bytes()})
+    e = zoo.ZOO["facebookresearch/timesformer-k400"]
+    s = ZooServer({f"{e.name}/{e.filename}": Route(path.read_bytes())})
+    monkeypatch.setenv(zoo.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(zoo.MIRROR_ENV, s.url)
     try:
-        add_entry(monkeypatch, "test/tiny-k400", f"{s.url}/tiny_K400.pyth", overrides={"num_heads": 12},
-                  classes="kinetics400")  # fmt: skip
-        model = tl.load_pretrained("test/tiny-k400")
+        model = tl.load_pretrained(e.name)
     finally:
         s.close()
     assert model.classes == zoo.class_list("kinetics400") and model.cfg.num_heads == 12
     assert model.load_report.ok and model.load_report.assumed == []  # heads came from the entry, not a guess
-    assert model.load_report.notes[0].startswith("zoo entry 'test/tiny-k400' (http://127.0.0.1:")
-    assert str(cache / "test" / "tiny-k400" / "tiny_K400.pyth") in model.load_report.notes[0]
+    cached = tmp_path / "cache" / e.name / e.filename
+    assert model.load_report.notes[0] == f"zoo entry '{e.name}' ({s.url}/{e.name}/{e.filename}), read from '{cached}'"
     video = torch.randn(1, 2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(video), reference(video))
@@ -256,8 +149,9 @@ def test_official_files_get_class_names_when_told_the_dataset(tmp_path, capsys):
 def test_a_local_file_named_like_a_zoo_entry_wins_and_the_report_says_so(tmp_path, monkeypatch):
     path, _ = official_file(tmp_path, 3)
     monkeypatch.chdir(tmp_path)
-    entry = zoo.ZOO["paddlevideo/timesformer-k400"]
-    monkeypatch.setitem(zoo.ZOO, entry.name, replace(entry, url="http://127.0.0.1:9/never-fetched"))
+    with socket.socket() as sock:  # a port nothing listens on: the entry must not be fetched
+        sock.bind(("127.0.0.1", 0))
+        monkeypatch.setenv(zoo.MIRROR_ENV, f"http://127.0.0.1:{sock.getsockname()[1]}")
     local = Path("paddlevideo/timesformer-k400")
     local.parent.mkdir()
     path.rename(local)

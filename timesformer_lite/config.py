@@ -37,6 +37,10 @@ ATTENTION_TYPES = (
 )
 
 
+# the training-speed options' values in the reference model (what "auto" builds outside the trainer)
+REFERENCE_OPTIONS = {"fused_attn": True, "short_row_softmax": False, "recompute_gelu": False, "class_token_only": False}
+
+
 class ConfigError(ValueError):
     """A config key is unknown, or its value has the wrong type or makes no sense."""
 
@@ -87,8 +91,34 @@ class ModelConfig:
     layer_norm_eps: float = 1e-6
     init_std: float = 0.02  # truncated-normal std of Linear weights, pos_embed and cls_token
     pretrained: str = ""  # weights to start from (any format `load_pretrained` reads); "" for none
+    # true (the finetune preset): what the preset and overrides leave unset comes from model.pretrained's own
+    # record (architecture, frames, image size, clip preprocessing) and num_classes from the dataset
+    from_pretrained: bool = False
+
+    # training-speed equivalents, the same numbers (model/attention.py, chosen per device in train/options.py);
+    # auto: the trainer's choice for its device, written back resolved; outside the trainer the reference's
+    fused_attn: bool | str = "auto"  # scaled_dot_product_attention (false: explicit softmax)
+    short_row_softmax: bool | str = "auto"  # the explicit softmax of rows under 16 written out with plain ops
+    recompute_gelu: bool | str = "auto"  # the MLP keeps its hidden layer once, recomputes GELU (needs drop_rate 0)
+    class_token_only: bool | str = "auto"  # the last block computes the class token alone
+
+    def option(self, name: str) -> bool:
+        """A training-speed option's value, "auto" read as the reference model's (`REFERENCE_OPTIONS`)."""
+        value = getattr(self, name)
+        return REFERENCE_OPTIONS[name] if value == "auto" else value
 
     def __post_init__(self) -> None:
+        for name in REFERENCE_OPTIONS:
+            value = getattr(self, name)
+            _require(
+                isinstance(value, bool) or value == "auto", f"model.{name}", value, "is not one of true, false, auto"
+            )
+        _require(
+            not (self.recompute_gelu is True and self.drop_rate > 0),
+            "model.recompute_gelu",
+            True,
+            f"needs model.drop_rate=0 (dropout sits between GELU and fc2; it is {self.drop_rate}): set one of them",
+        )
         _one_of(self, "model", "attention_type", ATTENTION_TYPES)
         _at_least(
             self, "model", 1, "img_size", "patch_size", "in_chans", "num_frames", "embed_dim", "depth", "num_heads"
@@ -206,8 +236,11 @@ class TrainConfig:
     resume: str = ""  # "" | auto | path to a checkpoint
     eval_every: int = 1  # epochs between validations
     checkpoint_every: int = 0  # also save last.pt every N optimizer steps (0: at epoch ends only)
+    log_every: int = 10  # read the loss (and check it is finite) every N optimizer steps, as nanoGPT's log_interval
     test_average: str = "logits"  # how test views are combined: logits (official, PaddleVideo) | softmax
     test: bool = True  # run the test protocol on the best checkpoint at the end
+    head_only: bool = False  # train the classifier alone: every other parameter is frozen (a linear probe)
+    backbone_lr_scale: float = 1.0  # the backbone's learning rate as a share of train.lr (the head's)
 
     def __post_init__(self) -> None:
         name = PurePosixPath(self.name.replace("\\", "/"))
@@ -223,11 +256,17 @@ class TrainConfig:
             self.device,
             "is not one of auto, cpu, cuda, cuda:N, mps",
         )
-        _at_least(self, "train", 1, "epochs", "batch_size", "grad_accum", "lr_batch", "eval_every")
+        _at_least(self, "train", 1, "epochs", "batch_size", "grad_accum", "lr_batch", "eval_every", "log_every")
         _at_least(self, "train", 0, "weight_decay", "warmup_epochs", "clip_grad", "checkpoint_every")
         _require(self.lr > 0, "train.lr", self.lr, "must be above 0")
         _require(0 <= self.momentum < 1, "train.momentum", self.momentum, "must be in [0, 1)")
         _fraction(self, "train", "label_smoothing")
+        _require(
+            self.backbone_lr_scale > 0,
+            "train.backbone_lr_scale",
+            self.backbone_lr_scale,
+            "must be above 0; to freeze the backbone set train.head_only=true",
+        )
         _one_of(self, "train", "optimizer", ("sgd", "adamw"))
         _one_of(self, "train", "schedule", ("step", "cosine"))
         _one_of(self, "train", "amp", ("none", "bf16", "fp16"))

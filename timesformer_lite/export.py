@@ -18,16 +18,26 @@ and size S are fixed at export (position and time embeddings are resized for the
 
 Right after writing, both run on random clips at two batch sizes that differ from the one traced and
 are compared with PyTorch; a max abs difference above the tolerance (1e-4 for fp32) is an error.
+
+An export never destroys the last good one: it is written into a new folder beside `--out`
+(`.<name>.<random>.export/`), checked there, and renamed to `--out` only when it passes. A failure (the
+exporter, a full disk, a read-only folder, the parity check) is one line and leaves `--out` as it was; an
+export that fails its parity check is kept in `<out>.failed/` for inspection.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import os
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import torch
@@ -35,6 +45,7 @@ from torch import Tensor, nn
 
 from .fuse import fuse
 from .model import TimeSformer
+from .weights.io import first_line, replace_synced
 
 FORMATS = ("onnx", "torchscript")
 TRACE_BATCH = 2  # torch.export specialises sizes 0 and 1, so the example batch is 2
@@ -42,7 +53,11 @@ CHECK_BATCHES = (1, 3)  # differ from the traced batch: a correct result proves 
 ONNX_SINGLE_FILE_LIMIT = 1_800_000_000  # bytes of weights; protobuf caps a file at 2 GB
 
 
-class ExportParityError(ValueError):
+class ExportError(ValueError):
+    """The exporter failed, or its file does not load back; the message names the file and what to try."""
+
+
+class ExportParityError(ExportError):
     """The exported model's outputs differ from PyTorch's by more than the tolerance."""
 
 
@@ -87,7 +102,7 @@ def _export_onnx(model: nn.Module, example: Tensor, path: Path) -> None:
     )
 
 
-def _run_onnx(path: Path) -> Callable[[Tensor], Tensor]:
+def _run_onnx(path: Path, device: torch.device) -> Callable[[Tensor], Tensor]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -100,7 +115,11 @@ def _export_torchscript(model: nn.Module, example: Tensor, path: Path) -> None:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=Warning)
         traced = torch.jit.trace(model, (example,), check_trace=False)
-    traced.save(str(path))
+    # saved to memory, then written by Python: torch's own file writer aborts the whole process (a C++
+    # c10::Error) when a write fails, e.g. on a full disk; a Python write raises an OSError instead
+    buffer = BytesIO()
+    torch.jit.save(traced, buffer)
+    path.write_bytes(buffer.getbuffer())
 
 
 def _run_torchscript(path: Path, device: torch.device) -> Callable[[Tensor], Tensor]:
@@ -108,6 +127,93 @@ def _run_torchscript(path: Path, device: torch.device) -> Callable[[Tensor], Ten
         warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=Warning)
         loaded = torch.jit.load(str(path), map_location=device)
     return lambda video: loaded(video.to(device)).cpu()
+
+
+EXPORTERS = {"onnx": (_export_onnx, _run_onnx), "torchscript": (_export_torchscript, _run_torchscript)}
+
+
+def _write(graph: nn.Module, example: Tensor, staged: Path, fmt: str, path: Path) -> float:
+    """Export `graph` to `staged`; the seconds it took. Every failure but a file system's is an `ExportError`."""
+    start = time.perf_counter()
+    try:
+        with torch.no_grad():
+            EXPORTERS[fmt][0](graph, example, staged)
+    except OSError:
+        raise
+    except ImportError as e:
+        raise ExportError(f"exporting '{path}' to {fmt} needs the package {e.name!r}: pip install {e.name}") from e
+    except Exception as e:  # noqa: BLE001 (torch.export, the ONNX translator and torch.jit raise many types)
+        other = FORMATS[1 - FORMATS.index(fmt)]
+        raise ExportError(
+            f"'{path}': the {fmt} exporter failed ({first_line(e)}); try --format {other}, or set "
+            "TIMESFORMER_DEBUG=1 for the traceback"
+        ) from e
+    return time.perf_counter() - start
+
+
+def _parity(model: nn.Module, staged: Path, fmt: str, clips: dict[int, Tensor], path: Path) -> dict[int, float]:
+    """Max |exported - PyTorch| of the logits at each of `CHECK_BATCHES`, running the file at `staged`."""
+    device = next(model.parameters()).device
+    try:
+        run = EXPORTERS[fmt][1](staged, device)
+    except Exception as e:  # noqa: BLE001 (onnxruntime and torch.jit raise their own types)
+        raise ExportError(f"'{path}': the {fmt} file written does not load back ({first_line(e)})") from e
+    diffs = {}
+    with torch.no_grad():
+        for b in CHECK_BATCHES:
+            expected = model(clips[b].to(device)).cpu()
+            got = run(clips[b])
+            if got.shape != expected.shape:
+                raise ExportParityError(
+                    f"{path}: batch {b} gave shape {tuple(got.shape)}, PyTorch {tuple(expected.shape)}"
+                )
+            diffs[b] = float((got.double() - expected.double()).abs().max())
+    return diffs
+
+
+def _publish(staged: Path, path: Path) -> None:
+    """Rename the checked export and its companions (ONNX's external data `<name>.data`) into place, the
+    export itself last: a reader sees the old file or the new one."""
+    for companion in sorted(staged.parent.glob(f"{glob.escape(staged.name)}?*")):
+        replace_synced(companion, path.parent / companion.name)
+    replace_synced(staged, path)
+
+
+def _keep_failed(staging: Path, path: Path) -> Path:
+    """Move a staging folder whose export failed its check to `<path>.failed/`, for inspection."""
+    keep = path.with_name(path.name + ".failed")
+    if keep.is_dir():
+        shutil.rmtree(keep)
+    os.replace(staging, keep)
+    return keep
+
+
+def _staged_export(
+    model: nn.Module, graph: nn.Module, path: Path, fmt: str, clips: dict[int, Tensor], tolerance: float
+) -> ExportReport:
+    """Export `graph` into a new folder beside `path`, check it against `model` there, and only then rename it
+    to `path` (see `export_model`)."""
+    staging = None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".export", dir=path.parent))
+        staged = staging / path.name
+        seconds = _write(graph, clips[TRACE_BATCH].to(next(model.parameters()).device), staged, fmt, path)
+        diffs = _parity(model, staged, fmt, clips, path)
+        report = ExportReport(path, fmt, tuple(clips[TRACE_BATCH].shape[1:]), diffs, tolerance, seconds)
+        if report.ok:  # NaN compares False, so it fails too
+            _publish(staged, path)
+            return report
+        keep = _keep_failed(staging, path)
+    except OSError as e:  # the temporary names mean nothing to the user: name the file they asked for
+        raise OSError(e.errno, e.strerror, str(path)) from e
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    raise ExportParityError(
+        f"{path}: the {fmt} export differs from PyTorch by {max(diffs.values()):.2e} > tolerance {tolerance:.0e}"
+        f" ('{path}' is left as it was, the export kept for inspection in '{keep}/'; export in float32, or "
+        "raise --tolerance if a lower precision is intended)"
+    )
 
 
 def export_model(
@@ -120,6 +226,10 @@ def export_model(
 ) -> ExportReport:
     """Export `model` (as `tl.fuse` makes it, batch size dynamic) and check it against PyTorch's `model`.
 
+    The export is written into a new folder beside `path` and checked there; only a file that passes the check
+    is renamed to `path`. A failure (the exporter, a full disk, the check) leaves an existing `path` as it was
+    and no partial file behind.
+
     Args:
         model: a `TimeSformer` (float32 for the default tolerance); any other module is exported as it is.
         path: the file to write (.onnx or .pt by convention).
@@ -129,7 +239,9 @@ def export_model(
     Returns:
         An `ExportReport` (print it for a summary).
     Raises:
-        ExportParityError: the exported model disagrees with PyTorch; the file is kept for inspection.
+        ExportParityError: the exported model disagrees with PyTorch; it is kept in `<path>.failed/`.
+        ExportError: the exporter failed, or its file does not load back.
+        OSError: the file cannot be written (a full disk, a read-only folder), naming `path`.
     """
     if fmt not in FORMATS:
         raise ValueError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -139,40 +251,15 @@ def export_model(
         raise ValueError(f"img_size={S} is smaller than one {cfg.patch_size}x{cfg.patch_size} patch")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)
     clips = {b: torch.randn(b, T, cfg.in_chans, S, S, generator=gen) for b in (TRACE_BATCH, *CHECK_BATCHES)}
     was_training = model.training
     model.eval()
     graph = fuse(model, gemm="torch", split_batches=False) if isinstance(model, TimeSformer) else model
     try:
-        start = time.perf_counter()
-        with torch.no_grad():
-            example = clips[TRACE_BATCH].to(device)
-            if fmt == "onnx":
-                _export_onnx(graph, example, path)
-            else:
-                _export_torchscript(graph, example, path)
-            seconds = time.perf_counter() - start
-            run = _run_onnx(path) if fmt == "onnx" else _run_torchscript(path, device)
-            diffs = {}
-            for b in CHECK_BATCHES:
-                expected = model(clips[b].to(device)).cpu()
-                got = run(clips[b])
-                if got.shape != expected.shape:
-                    raise ExportParityError(
-                        f"{path}: batch {b} gave shape {tuple(got.shape)}, PyTorch {tuple(expected.shape)}"
-                    )
-                diffs[b] = float((got.double() - expected.double()).abs().max())
+        return _staged_export(model, graph, path, fmt, clips, tolerance)
     finally:
         model.train(was_training)
-    report = ExportReport(path, fmt, (T, cfg.in_chans, S, S), diffs, tolerance, seconds)
-    if not report.ok:  # NaN compares False, so it fails too
-        raise ExportParityError(
-            f"{path}: the {fmt} export differs from PyTorch by {max(diffs.values()):.2e} > tolerance {tolerance:.0e}"
-            " (file kept for inspection; export in float32, or raise --tolerance if a lower precision is intended)"
-        )
-    return report
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

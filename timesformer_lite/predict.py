@@ -3,9 +3,6 @@
     preds = tl.predict("clip.mp4", "runs/toy/best.pt", top_k=5)   # [(label, probability), ...]
     preds = tl.predict("my_videos/", model)                       # {"my_videos/a.mp4": [(label, p), ...], ...}
 
-    timesformer-lite predict clip.mp4 my_videos/ --checkpoint best.pt [--top-k 5] [--json]
-                     [--views 1x3] [--average logits|softmax] [--explain out/] [--device auto]
-
 Each video is cut into views exactly as the test split of a dataset cuts it (`data.load_views`): the
 checkpoint's `run_config.data` gives the frame sampling (test_sampling, sampling_rate, target_fps), the
 views (num_clips temporal clips x num_crops spatial crops, clip-major), the short side (test_scale) and the
@@ -18,19 +15,13 @@ or ViT file) gets the reference one: 8x32-style `linspace` sampling over the who
 `img_size`, 1 clip x 3 UniformCrops, and its recorded mean/std (a Hugging Face folder's
 preprocessor_config.json) or else the reference 0.45 / 0.225. Labels are `model.classes`, else "class_<k>".
 
-`explain=OUT` also writes, per video, the attention rollout of the centre view over its frames:
-`OUT/<file name>.png` (one panel per frame) and `OUT/<file name>.gif` (the frames in time). When two videos
-of one call share a file name, each goes under its path below their common folder instead (`a/x.mp4` and
-`b/x.mp4`: `OUT/a/x.mp4.png` and `OUT/b/x.mp4.png`), so no explanation overwrites another.
+`explain=OUT` also writes the attention rollout of each video's centre view (`explain.py`). The command line,
+`timesformer-lite predict`, is `predict_cli.py`; its table and JSON lines are `predict_format.py`.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import os
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,8 +32,9 @@ from torch import Tensor, nn
 
 from .config import Config, DataConfig
 from .data.annotations import VIDEO_EXTENSIONS
-from .data.clip import Views, load_views
+from .data.clip import load_views
 from .data.decode import VideoReadError
+from .explain import explain_dirs, explain_video
 from .fuse import fuse
 from .utils import average_views, pick_device
 
@@ -129,10 +121,6 @@ def find_videos(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def predict_video(
     path: str | Path,
@@ -161,7 +149,7 @@ def predict_video(
     if average not in AVERAGES:
         raise ValueError(f"average={average!r} is not one of {', '.join(AVERAGES)}")
     views = load_views(path, cfg)
-    logits = (model if fast is None else fast)(views.video.to(_device(model))).float()  # (V, classes)
+    logits = (model if fast is None else fast)(views.video.to(next(model.parameters()).device)).float()  # (V, classes)
     scores = average_views(logits[None], average)[0].cpu()  # (classes,)
     probs = scores.softmax(-1) if average == "logits" else scores
     classes = class_names(model)
@@ -179,65 +167,30 @@ def predict_video(
     return pred
 
 
-def explain_dirs(paths: list[Path], out_dir: str | Path) -> dict[Path, Path]:
-    """The folder each video's explanation goes to: `out_dir`, or, for videos sharing a file name, `out_dir`
-    plus the video's folder below the common folder of all of them (see the module docstring)."""
-    out_dir = Path(out_dir)
-    names = [p.name for p in paths]
-    if len(set(names)) == len(names):
-        return {p: out_dir for p in paths}
-    folders = [p.resolve().parent for p in paths]
-    common = Path(os.path.commonpath(folders))
-    return {p: out_dir / folder.relative_to(common) for p, folder in zip(paths, folders)}
-
-
-@torch.no_grad()
-def explain_video(pred: Prediction, views: Views, model: nn.Module, cfg: Config, out_dir: Path) -> list[Path]:
-    """Attention rollout of the centre view (middle clip, middle crop) over its frames: a PNG and a GIF.
-
-    Args:
-        pred: the video's prediction (for the title and the file names).
-        views: its views, as `load_views` made them.
-        model: the model that predicted it.
-        cfg: the protocol that made the views.
-        out_dir: where `<file name>.png` and `<file name>.gif` go (created if needed).
-    """
-    # matplotlib is imported here, not at the top, so that `import timesformer_lite` stays light
-    from .viz import attention_rollout, overlay_figure, write_animation
-
-    clips, crops = pred.views
-    c, s = clips // 2, crops // 2
-    view = views.video[c * crops + s]  # (T, C, H, W)
-    _, maps = model(view[None].to(_device(model)), return_attention=True)
-    relevance = attention_rollout(maps)[0].cpu()  # (T, h, w)
-    mean, std = cfg.data.mean, cfg.data.std
-    label, p = pred.top_k[0]
-    title = f"{pred.path.name}: {label} ({p:.1%}); attention rollout, clip {c + 1}/{clips}, crop {s + 1}/{crops}"
-    labels = [f"frame {i}" for i in views.frames[c]]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png, gif = out_dir / f"{pred.path.name}.png", out_dir / f"{pred.path.name}.gif"
-    overlay_figure(view, relevance, mean, std, title=title, labels=labels).savefig(png, dpi=100)
-    write_animation(gif, view, relevance, mean=mean, std=std)
-    return [png, gif]
-
-
-def load_model(model_or_checkpoint: nn.Module | str | Path, device: str | None = None) -> nn.Module:
+def load_model(
+    model_or_checkpoint: nn.Module | str | Path, device: str | None = None, setting: str = "device={!r}"
+) -> nn.Module:
     """A model as given, or loaded from any checkpoint `load_pretrained` reads; moved to `device` when given.
 
     Args:
         model_or_checkpoint: a `TimeSformer` or a checkpoint path.
         device: "auto" (a GPU when there is one), "cpu", "cuda", ...; None keeps a model where it is and
             loads a checkpoint with "auto".
+        setting: how the caller wrote the device, for the error when it is not here (see `pick_device`).
+
+    Raises:
+        ValueError: the device is not on this machine (before any checkpoint is read).
     """
     from .weights import load_pretrained
 
     if isinstance(model_or_checkpoint, nn.Module):
         model = model_or_checkpoint
-        return model.to(pick_device(device)) if device is not None else model
-    return load_pretrained(model_or_checkpoint).to(pick_device(device or "auto"))
+        return model.to(pick_device(device, setting=setting)) if device is not None else model
+    target = pick_device(device or "auto", setting=setting)
+    return load_pretrained(model_or_checkpoint).to(target)
 
 
-def _predict_each(
+def predict_each(
     paths: list[Path], model: nn.Module, cfg: Config, top_k: int, average: str, explain: str | Path | None
 ) -> Iterator[tuple[Path, Prediction | VideoReadError]]:
     """Each path with its prediction, or with the error that made it unreadable; restores the model's mode."""
@@ -289,7 +242,7 @@ def predict(
     model = load_model(model_or_checkpoint, device)
     cfg = inference_config(model, views)
     if target.is_file():
-        ((_, result),) = _predict_each([target], model, cfg, top_k, average, explain)
+        ((_, result),) = predict_each([target], model, cfg, top_k, average, explain)
         if isinstance(result, VideoReadError):
             raise result
         return result.top_k
@@ -297,100 +250,9 @@ def predict(
     if not paths:
         raise FileNotFoundError(f"folder '{target}' has no video files ({', '.join(VIDEO_EXTENSIONS)})")
     out = {}
-    for path, result in _predict_each(paths, model, cfg, top_k, average, explain):
+    for path, result in predict_each(paths, model, cfg, top_k, average, explain):
         if isinstance(result, VideoReadError):
             warnings.warn(f"skipping {result}", RuntimeWarning, stacklevel=2)
         else:
             out[str(path)] = result.top_k
     return out
-
-
-def _format(pred: Prediction, average: str) -> str:
-    clips, crops = pred.views
-
-    def count(n: int, word: str) -> str:
-        return f"{n} {word}" + ("s" if n > 1 else "")
-
-    views = f"{count(clips, 'clip')} x {count(crops, 'crop')} = {count(clips * crops, 'view')}"
-    lines = [f"{pred.path}  ({views}, {average} averaged)"]
-    width = max(len(label) for label, _ in pred.top_k)
-    lines += [f"  {rank}. {label:<{width}}  {p:6.1%}" for rank, (label, p) in enumerate(pred.top_k, 1)]
-    lines += [f"  explained: {path}" for path in pred.explained]
-    return "\n".join(lines)
-
-
-def _as_json(pred: Prediction, average: str) -> str:
-    return json.dumps(
-        {
-            "path": str(pred.path),
-            "top_k": [{"label": label, "probability": p} for label, p in pred.top_k],
-            "views": list(pred.views),
-            "average": average,
-            "explained": [str(p) for p in pred.explained],
-        }
-    )
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="timesformer-lite predict", description=__doc__.split("\n")[0])
-    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files and/or folders of videos")
-    p.add_argument("--checkpoint", required=True, help="any checkpoint `load_pretrained` reads")
-    p.add_argument("--top-k", type=int, default=5, help="labels per video (default 5)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
-    p.add_argument("--views", default=None, help="CLIPSxCROPS, e.g. 1x1, 1x3, 2x3 (default: the checkpoint's)")
-    p.add_argument("--average", choices=AVERAGES, default="logits", help="how views combine (default logits)")
-    p.add_argument("--explain", default=None, metavar="OUT", help="write an attention-rollout PNG + GIF per video")
-    p.add_argument("--device", default="auto", help="auto (a GPU if any), cpu, cuda, cuda:N")
-    args = p.parse_args(argv)
-    if args.top_k < 1:
-        p.error(f"--top-k {args.top_k}: must be at least 1")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`timesformer-lite predict`: 0 when every named file and at least one video were predicted, else 1.
-
-    Unreadable files named on the command line are errors; unreadable files inside a folder are skipped
-    and counted. Every problem is one line on stderr naming the file, the cause and the fix.
-    """
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    named, in_folders, failed = [], set(), 0
-    for arg in map(Path, args.videos):
-        if not arg.exists():
-            print(
-                f"timesformer-lite predict: error: '{arg}' does not exist; pass a video file or a folder",
-                file=sys.stderr,
-            )
-            failed += 1
-        elif arg.is_dir():
-            found = find_videos(arg)
-            if not found:
-                print(f"timesformer-lite predict: error: folder '{arg}' has no video files", file=sys.stderr)
-                failed += 1
-            named += found
-            in_folders.update(found)
-        else:
-            named.append(arg)
-    if args.views is not None:
-        parse_views(args.views)  # a bad --views fails before the checkpoint is loaded
-    model = load_model(args.checkpoint, args.device)
-    cfg = inference_config(model, args.views)
-    done, skipped = 0, 0
-    for path, result in _predict_each(named, model, cfg, args.top_k, args.average, args.explain):
-        if isinstance(result, VideoReadError):
-            if path in in_folders:
-                skipped += 1
-                print(f"timesformer-lite predict: skipped: {result}", file=sys.stderr)
-            else:
-                failed += 1
-                print(f"timesformer-lite predict: error: {result}", file=sys.stderr)
-            continue
-        done += 1
-        print(_as_json(result, args.average) if args.json else _format(result, args.average), flush=True)
-    if skipped:
-        print(f"timesformer-lite predict: {done} predicted, {skipped} unreadable skipped", file=sys.stderr)
-    return 0 if done and not failed else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,32 +1,47 @@
-"""Small helpers: the device, view averaging, parameter counts, FLOPs (torch's own counter), seeding, and the
-`info` command."""
+"""Small helpers: the device and its accumulator dtype, view averaging, parameter counts, FLOPs (torch's own
+counter), seeding."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
-import time
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import ModelConfig, load_config
+from .config import ModelConfig
 from .model import TimeSformer
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """`auto` is the process's GPU if there is one, else the CPU."""
+def pick_device(name: str, local_rank: int = 0, setting: str = "train.device={}") -> torch.device:
+    """The device `name` names; `auto` is the process's GPU if there is one, else the CPU.
+
+    Args:
+        name: auto, cpu, cuda, cuda:N or mps.
+        local_rank: the GPU of this process on its machine (torchrun's LOCAL_RANK), for auto and a bare cuda.
+        setting: how the user wrote the choice, with `{}` for the value ("train.device={}", "--device {}",
+            "device={!r}"), so that an error names the setting the user can change.
+
+    Raises:
+        ValueError: the device is not on this machine.
+    """
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but no CUDA GPU is visible; use train.device=cpu")
+    missing = {"cuda": not torch.cuda.is_available(), "mps": not torch.backends.mps.is_available()}
+    if missing.get(device.type):
+        gpu = "no CUDA GPU is visible" if device.type == "cuda" else "Apple's MPS is not available"
+        raise ValueError(f"{setting.format(name)}: {gpu} here; use {setting.format('cpu')} or {setting.format('auto')}")
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     return device
+
+
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """The dtype for sums kept on `device` across many steps: float64, or float32 on Apple's MPS, which has none."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def average_views(scores: Tensor, method: str) -> Tensor:
@@ -71,30 +86,3 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`timesformer-lite info`: describe a config's model and run one forward pass."""
-    parser = argparse.ArgumentParser(prog="timesformer-lite info", description=main.__doc__)
-    parser.add_argument("--config", default="toy", help="preset name or YAML path (default: toy)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. model.depth=4")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    m = cfg.model
-    torch.manual_seed(0)
-    model = TimeSformer(m).eval()
-    video = torch.randn(1, m.num_frames, m.in_chans, m.img_size, m.img_size)
-    start = time.perf_counter()
-    with torch.no_grad():
-        logits, maps = model(video, return_attention=True)
-    ms = (time.perf_counter() - start) * 1e3
-    print(f"TimeSformer ({args.config}): {m.attention_type}, {m.num_frames}x{m.img_size}px, patch {m.patch_size}")
-    print(f"  depth {m.depth}, width {m.embed_dim}, heads {m.num_heads}, classes {m.num_classes}")
-    print(f"  parameters: {count_parameters(model):,}")
-    print(f"  forward:    {model_flops(m) / 1e9:.3f} GFLOP per clip")
-    print(f"  one clip {tuple(video.shape)} -> logits {tuple(logits.shape)} in {ms:.0f} ms on CPU")
-    for name in ("space", "time", "joint", "width", "height", "local", "sparse"):
-        layers = getattr(maps, name)
-        if layers:
-            print(f"  attention maps '{name}': {len(layers)} layers of {tuple(layers[0].shape)}")
-    return 0

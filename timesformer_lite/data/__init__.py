@@ -20,7 +20,7 @@ from .annotations import (
     write_list,
 )
 from .clip import Views, load_views
-from .datasets import DATASETS, VideoDataset, build_dataset
+from .datasets import DATASETS, DECODED, DecodedVideos, VideoDataset, build_dataset
 from .decode import VideoInfo, VideoReadError, num_frames, read_frames, video_info
 from .loader import build_loader, collate_videos, workers_for
 from .sampling import dense_indices, linspace_indices, sample_indices, segment_indices
@@ -40,9 +40,11 @@ from .transforms import (
 
 __all__ = [
     "DATASETS",
+    "DECODED",
     "TOY_CLASSES",
     "AnnotationError",
     "ClipTransform",
+    "DecodedVideos",
     "VideoDataset",
     "VideoInfo",
     "VideoReadError",

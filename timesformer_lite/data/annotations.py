@@ -24,6 +24,7 @@ A malformed line raises `AnnotationError` naming the file, the line number and t
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -36,11 +37,24 @@ class AnnotationError(ValueError):
     """A label file is missing or malformed. The message names the file and line."""
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
+def _text(path: Path) -> str:
+    """The contents of a label file, which must exist and be UTF-8 (the error names the line that is not)."""
     if not path.is_file():
         raise AnnotationError(f"label file '{path}' does not exist; check data.root and the list names")
-    with open(path, encoding="utf-8") as f:
-        return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip() and not line.startswith("#")]
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise AnnotationError(
+            f"{path}:{line}: is not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped line) of every line that is neither blank nor a `#` comment."""
+    lines = _text(path).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
 
 
 def read_classes(path: str | Path) -> list[str]:
@@ -100,9 +114,8 @@ def read_list(path: str | Path, classes: list[str] | None = None) -> Items:
 def read_csv_list(path: str | Path, classes: list[str] | None = None) -> Items:
     """A CSV of `path,label` rows, with or without that header."""
     path = Path(path)
-    _lines(path)  # existence check with the shared message
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [(n, r) for n, r in enumerate(csv.reader(f), 1) if r and any(c.strip() for c in r)]
+    reader = csv.reader(io.StringIO(_text(path), newline=""))
+    rows = [(n, r) for n, r in enumerate(reader, 1) if r and any(c.strip() for c in r)]
     if rows and [c.strip().lower() for c in rows[0][1][:2]] == ["path", "label"]:
         rows = rows[1:]
     items = []
@@ -219,8 +232,7 @@ def hmdb51_split(root: str | Path, split: int, which: str) -> tuple[Items, list[
 def kinetics_annotations(path: str | Path) -> list[tuple[str, str]]:
     """`(label, clip_stem)` rows of a Kinetics CSV; clip_stem is `{youtube_id}_{start:06d}_{end:06d}`."""
     path = Path(path)
-    _lines(path)
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(_text(path), newline="") as f:
         reader = csv.DictReader(f)
         need = {"label", "youtube_id", "time_start", "time_end"}
         if not need <= set(reader.fieldnames or []):

@@ -121,8 +121,8 @@ class VideoDataset(Dataset):
         Later epochs only sample and transform, which on a CPU is many times faster than decoding again.
         Decoding runs in `workers` processes; an unreadable video is remembered and skipped (counted) on use.
         Videos decoded by an earlier dataset of this process are taken from `DECODED` while their file is
-        unchanged (same size and modification time), so the runs of a notebook or of benchmarks/table1.py
-        decode the toy set once.
+        unchanged (see `DecodedVideos`), so the runs of a notebook or of benchmarks/table1.py decode the toy
+        set once.
         """
         jobs = [(str(self.path(i)), self.backend) for i in range(len(self))]
         keys = [DECODED.key(*job) for job in jobs]
@@ -184,8 +184,22 @@ class VideoDataset(Dataset):
 
 
 class DecodedVideos:
-    """The videos `preload` decoded in this process, by (path, backend, size, mtime): oldest out first beyond
-    `max_bytes` (2 GiB by default; 0 keeps nothing). Frames are read-only: datasets index them into copies."""
+    """The videos `preload` (`data.cache=true`) decoded in this process, shared by every later dataset of it.
+
+    One instance lives at `timesformer_lite.data.DECODED`. A video is taken from it while its file is the one
+    decoded: the key holds the file's device, inode, size, modification time and status-change time (ctime).
+    ctime cannot be set by a program (`touch -d` and `os.utime` set it to now), so a file replaced by another of
+    the same size, even with its mtime kept, is decoded again. Beyond `max_bytes` of frames the oldest videos
+    go first. Frames are read-only: datasets index them into copies.
+
+        from timesformer_lite.data import DECODED
+        DECODED                  # DecodedVideos(12 videos, 3.1 MiB of at most 2048 MiB)
+        DECODED.clear()          # free the memory (datasets that took their videos keep them)
+        DECODED.max_bytes = 0    # keep nothing from now on
+
+    Args:
+        max_bytes: the most bytes of frames kept (2 GiB by default; 0 keeps nothing).
+    """
 
     def __init__(self, max_bytes: int = 2 << 30) -> None:
         self.max_bytes = max_bytes
@@ -194,14 +208,21 @@ class DecodedVideos:
 
     @staticmethod
     def key(path: str, backend: str) -> tuple:
+        """What identifies the decoded content of `path`: (path, backend, device, inode, size, mtime, ctime)."""
         try:
             st = os.stat(path)
         except OSError:
-            return (path, backend, None, None)  # missing: decoded (into its error) every time
-        return (path, backend, st.st_size, st.st_mtime_ns)
+            return (path, backend, None)  # missing: decoded (into its error) every time
+        return (path, backend, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
     def __contains__(self, key: tuple) -> bool:
         return key in self.entries  # a missing file's key is never put
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        return f"DecodedVideos({len(self)} videos, {self.bytes / 2**20:.1f} MiB of at most {self.max_bytes / 2**20:.0f} MiB)"
 
     def get(self, key: tuple) -> tuple[np.ndarray, float] | str:
         self.entries.move_to_end(key)
@@ -216,6 +237,11 @@ class DecodedVideos:
         self.bytes += _nbytes(entry)
         while self.bytes > self.max_bytes and self.entries:
             self.bytes -= _nbytes(self.entries.popitem(last=False)[1])
+
+    def clear(self) -> None:
+        """Forget every decoded video (the next `preload` decodes its files again)."""
+        self.entries.clear()
+        self.bytes = 0
 
 
 def _nbytes(entry: tuple[np.ndarray, float] | str) -> int:

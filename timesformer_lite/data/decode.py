@@ -12,11 +12,17 @@ PyAV when it raises (e.g. `DECORDArrayCopyFromTo` at widths 16, 24, 48, 72), whe
 `(T, H, W, 3)` (its single-frame path returns 4- or 6-channel garbage at those widths), or when a side is
 odd (its 4:2:0 colour conversion then differs from FFmpeg's by up to ~50 grey levels). The result is that
 every video PyAV can read gives the same frames through `read_frames`, whichever backend produced them.
+
+Frames larger than `MAX_PIXELS` (4K UHD, 3840 x 2160) are scaled down inside the decoder (PyAV, FFmpeg's
+swscale with area averaging) to the largest size of the same shape that fits it, so that memory stays bounded:
+one 8000 x 8000 frame is 192 MB as uint8 and 768 MB as float, and predicting on such a clip took 8 GB. The
+transforms then resize as usual; frames up to 4K are decoded exactly as they are.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 BACKENDS = ("auto", "decord", "pyav")
+MAX_PIXELS = 3840 * 2160  # larger frames are scaled down in the decoder to fit this many pixels
 _REENCODE = "re-encode it (e.g. `ffmpeg -i in -c:v libx264 -pix_fmt yuv420p out.mp4`) or remove it from the list"
 
 
@@ -127,16 +134,31 @@ def num_frames(path: str | Path) -> int:
     return video_info(path).num_frames
 
 
+def decoded_size(width: int, height: int) -> tuple[int, int] | None:
+    """The (width, height) frames of a video of this size are decoded to: None (as they are) up to `MAX_PIXELS`,
+    else scaled down, aspect kept, to fit it (8000 x 8000 -> 2880 x 2880)."""
+    if width * height <= MAX_PIXELS:
+        return None
+    scale = math.sqrt(MAX_PIXELS / (width * height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
 def _clamp(indices: list[int] | np.ndarray, n: int) -> list[int]:
     return [min(max(int(i), 0), n - 1) for i in indices]
 
 
 def _decode_pyav(
-    path: str, wanted: set[int], position: dict[int, int] | None, seek_pts: int | None
+    path: str,
+    wanted: set[int],
+    position: dict[int, int] | None,
+    seek_pts: int | None,
+    size: tuple[int, int] | None = None,
 ) -> dict[int, np.ndarray]:
-    """Decode until every wanted index is seen. Indices come from `position` (pts -> index) or by counting."""
+    """Decode until every wanted index is seen. Indices come from `position` (pts -> index) or by counting;
+    `size` (width, height) scales every frame in the decoder (see `decoded_size`)."""
     got: dict[int, np.ndarray] = {}
     last = max(wanted)
+    scale = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "AREA"}
     with pyav().open(path) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1  # one core per DataLoader worker, like decord num_threads=1
@@ -147,7 +169,7 @@ def _decode_pyav(
             if i is None:
                 continue  # a leading frame of an open GOP after a seek
             if i in wanted and i not in got:
-                got[i] = frame.to_ndarray(format="rgb24")
+                got[i] = frame.to_ndarray(format="rgb24", **scale)
             if i >= last:  # frames arrive in display order
                 break
     return got
@@ -156,15 +178,16 @@ def _decode_pyav(
 def _read_pyav(info: VideoInfo, indices: list[int]) -> np.ndarray:
     """Frames `indices` (already clamped) with PyAV, seeking to the last keyframe before the first one wanted."""
     wanted = set(indices)
+    size = decoded_size(info.width, info.height)
     got: dict[int, np.ndarray] = {}
     if info.pts:
         position = {p: i for i, p in enumerate(info.pts)}
         k = bisect.bisect_right(info.keyframe_pts, info.pts[min(wanted)]) - 1
         seek = info.keyframe_pts[k] if k > 0 else None
-        got = _decode_pyav(info.path, wanted, position, seek)
+        got = _decode_pyav(info.path, wanted, position, seek, size)
     if len(got) < len(wanted):
         # no timestamps, or decoded timestamps that differ from the packets': count frames from the start
-        got = _decode_pyav(info.path, wanted, None, None)
+        got = _decode_pyav(info.path, wanted, None, None, size)
     if not got:
         raise _fail(info.path, "has packets but no decodable frame (truncated or corrupt)", _REENCODE)
     # A truncated file decodes fewer frames than it has packets: missing ones repeat the nearest earlier frame.
@@ -178,6 +201,8 @@ def _read_pyav(info: VideoInfo, indices: list[int]) -> np.ndarray:
 
 def _read_decord(info: VideoInfo, indices: list[int], num_threads: int) -> tuple[np.ndarray | None, str]:
     """Frames from decord, or `(None, reason)` when decord cannot be trusted with this file."""
+    if decoded_size(info.width, info.height) is not None:
+        return None, f"{info.width}x{info.height} frames are above {MAX_PIXELS:,} pixels: PyAV scales them down"
     if info.width % 2 or info.height % 2:
         return None, f"odd frame size {info.width}x{info.height} (decord's 4:2:0 conversion differs from FFmpeg's)"
     try:
@@ -215,7 +240,8 @@ def read_frames(
     """Decode the frames at `indices` (display order, repeats allowed) into a uint8 array (T, H, W, C), RGB.
 
     Indices are clamped to `[0, num_frames - 1]` of the verified frame count, so a sampler may ask past the
-    end of a short or over-reported video and get its last frame. A fresh reader is opened in every call, so
+    end of a short or over-reported video and get its last frame. Frames above `MAX_PIXELS` come scaled down
+    (`decoded_size`), by PyAV whatever the backend. A fresh reader is opened in every call, so
     the function is safe in DataLoader workers (decord readers must never cross processes, decord #294).
 
     Args:

@@ -19,9 +19,10 @@ one-pixel signed-distance ramp; i.i.d. pixel noise sigma 0.04 per frame.
 - rotate: bar half-length 13-15, width 3.5-4.5, 18-26 degrees/frame about the centre +- 1.5 px.
 - fade: radius 5-8, opacity linear from 0-0.15 to 0.85-1.0.
 
-Clips are written as H.264 mp4 (libx264, yuv420p, crf 23, preset veryfast, mbtree off (deterministic), 8 fps, one thread per encoder;
-PSNR 25.7 dB against the raw frames; the reference measured 26.4 dB with preset medium, mbtree on) by a process
-pool; every clip has its own generator seeded by (seed, split, class, index), so the output does not
+Clips are written as H.264 mp4 by a process pool: libx264, yuv420p, 8 fps, one thread per encoder, and every
+frame coded alike: intra only (`keyint=1`) at one constant quantiser (qp 27), so no frame is a sharper key
+frame and a clip encoded backwards decodes to exactly its frames backwards (PSNR 26.6 dB against the raw frames
+at every frame position; `python benchmarks/bench_decode.py --toy` measures it). Every clip has its own generator seeded by (seed, split, class, index), so the output does not
 depend on the number of processes. Splits: `per_class` train clips per class, `max(per_class // 20, 2)`
 val and test clips per class (1000 -> 1000/50/50). Files: `OUT/{split}/{class}/{index:05d}.mp4`, list
 files `OUT/{train,val,test}.txt` (`split/class/00000.mp4 label`), `OUT/classes.txt`, `OUT/toy_meta.json`.
@@ -59,11 +60,14 @@ CLASSES = (
 )
 MOTIONS = ("move_h", "move_v", "grow", "rotate", "fade")  # the even class of each pair
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
-RECIPE = "v5"
+RECIPE = "v6"  # v6: every frame intra-coded at one quantiser (v5: crf 23, its first frame a sharper key frame)
 FPS = 8
-# mbtree off: with it, libx264 is not deterministic at these tiny sizes (two runs of the same clip in one
-# process decoded up to 22 grey levels apart); without it every run gives the same bytes.
-X264_OPTIONS = {"crf": "23", "preset": "veryfast", "x264-params": "mbtree=0"}
+# Every frame an I-frame at one quantiser: a codec with key frames and rate control codes frames by their position
+# (under v5's crf 23 the first frame decoded 1.6 dB sharper than the rest), which an order-blind model can read as
+# time order. A constant qp also switches off rate control, adaptive quantisation and mb-tree, so a frame's bytes
+# depend on that frame alone (ipratio=1: I-frames get qp itself, not qp - 3). qp 27 keeps v5's size and quality
+# (26.6 dB against 26.0 dB, 3.1 kB against 2.6 kB per clip; qp 0, lossless but for 4:2:0 chroma, takes 10 kB).
+X264_OPTIONS = {"qp": "27", "preset": "veryfast", "x264-params": "keyint=1:ipratio=1"}
 
 
 def split_sizes(per_class: int) -> dict[str, int]:
@@ -175,12 +179,19 @@ def clip_rng(seed: int, split: str, label: int, index: int) -> np.random.Generat
     return np.random.default_rng([seed, SPLIT_IDS[split], label, index])
 
 
-def write_mp4(path: str | Path, frames: np.ndarray, fps: int = FPS) -> None:
-    """Encode uint8 (T, H, W, 3) as H.264 (yuv420p, crf 23, one thread: deterministic); H and W must be even."""
+def write_mp4(path: str | Path, frames: np.ndarray, fps: int = FPS, options: dict[str, str] | None = None) -> None:
+    """Encode uint8 (T, H, W, 3) frames as H.264 (yuv420p, one thread: deterministic); H and W must be even.
+
+    Args:
+        path: the mp4 to write.
+        frames: uint8 (T, H, W, 3).
+        fps: frame rate of the stream.
+        options: libx264 options; `X264_OPTIONS` (every frame intra-coded at qp 27) by default.
+    """
     h, w = frames.shape[1:3]
     av = pyav()
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps), options=X264_OPTIONS)
+        stream = container.add_stream("libx264", rate=Fraction(fps), options=options or X264_OPTIONS)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.codec_context.thread_count = 1
         for frame in frames:
@@ -374,6 +385,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=32, help="frame side in pixels (even)")
     parser.add_argument("--workers", type=int, default=0, help="encoder processes (0: all cores)")
     args = parser.parse_args(argv)
+    out = Path(args.out_dir)
+    if out.is_dir() and any(out.iterdir()):
+        # as `ensure_toy_data`: only an earlier generation (its toy_meta.json says so) may be written over
+        theirs = foreign_files(out) if (out / "toy_meta.json").is_file() else sorted(p.name for p in out.iterdir())
+        if theirs:
+            raise ValueError(
+                f"'{out}' holds files the toy generator did not write ({', '.join(theirs[:3])}"
+                f"{', ...' if len(theirs) > 3 else ''}), which it would overwrite; give a new or empty folder"
+            )
     start = time.perf_counter()
     counts = generate(
         args.out_dir, per_class=args.per_class, frames=args.frames, size=args.size, seed=args.seed, workers=args.workers

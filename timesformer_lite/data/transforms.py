@@ -49,6 +49,22 @@ def resize_short_side(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=new, mode="bilinear", align_corners=False, antialias=False)
 
 
+# a clip is made float and resized this many bytes of float frames at a time: the float copy of a whole clip of
+# large frames (12 bytes a pixel: 800 MB for 8 frames of 4K) never exists. Chunks give the same numbers, bit for
+# bit, since each frame is interpolated on its own either way.
+FLOAT_CHUNK_BYTES = 64 << 20
+
+
+def resized_float(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """`resize_short_side(to_float(frames), size)`: uint8 (T, H, W, C) -> float (T, C, H', W'), a few frames at a
+    time (see `FLOAT_CHUNK_BYTES`)."""
+    x = torch.as_tensor(frames)
+    if x.ndim != 4 or 4 * x.numel() <= FLOAT_CHUNK_BYTES:
+        return resize_short_side(to_float(x), size)
+    step = max(1, FLOAT_CHUNK_BYTES * len(x) // (4 * x.numel()))  # frames per chunk
+    return torch.cat([resize_short_side(to_float(x[i : i + step]), size) for i in range(0, len(x), step)])
+
+
 def crop(x: torch.Tensor, top: int, left: int, size: int) -> torch.Tensor:
     """The `size` x `size` window of (T, C, H, W) at (top, left)."""
     h, w = x.shape[-2:]
@@ -131,17 +147,16 @@ class ClipTransform:
         self._std = torch.tensor(self.std, dtype=torch.float32)
 
     def __call__(self, frames: np.ndarray | torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
-        x = to_float(frames)  # (T, C, H, W)
         if self.train:
             if rng is None:
                 raise ValueError("a training transform needs an rng (np.random.Generator)")
             short = int(rng.integers(self.scale[0], self.scale[1] + 1))
-            x = random_crop(resize_short_side(x, max(short, self.crop_size)), self.crop_size, rng)
+            x = random_crop(resized_float(frames, max(short, self.crop_size)), self.crop_size, rng)  # (T, C, S, S)
             if self.hflip and rng.random() < 0.5:
                 x = hflip(x)
             views = [x]
         else:
-            x = resize_short_side(x, max(self.scale[0], self.crop_size))
+            x = resized_float(frames, max(self.scale[0], self.crop_size))  # (T, C, H', W')
             views = [center_crop(x, self.crop_size)] if self.num_crops == 1 else uniform_crops(x, self.crop_size)
         x = torch.stack(views) if len(views) > 1 else views[0][None]
         return normalize(x, self._mean, self._std)  # (V, T, C, H, W)

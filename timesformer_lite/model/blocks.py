@@ -24,6 +24,7 @@ Built step by step in notebooks/04_space_time_attention_schemes.ipynb and 05_the
 
 from __future__ import annotations
 
+import math
 import re
 from typing import NamedTuple
 
@@ -31,7 +32,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .attention import Attention, DropPath, Mlp
+from ..layers import fold_linears
+from .attention import Attention, ClassAttention, DropPath, Mlp
 
 
 class Grouping(NamedTuple):
@@ -107,30 +109,33 @@ class Block(nn.Module):
         attention_type: one of `SCHEMES`.
         drop, attn_drop, drop_path: dropout rates (drop_path is stochastic depth for this block).
         eps: LayerNorm epsilon (1e-6 in TimeSformer).
+        fused_attn, short_row_softmax, recompute_gelu: `Attention`'s and `Mlp`'s training-speed switches.
+        class_token_only: the last block, whose patch outputs the head never reads: its last step is a
+            `ClassAttention`, its MLP sees the class token alone, the patch tokens come back as the earlier steps
+            left them. The class token's numbers are the full block's (all of it when weights are asked for).
     """
 
+    # fmt: off
     def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        attention_type: str = "divided_space_time",
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        eps: float = 1e-6,
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+        attention_type: str = "divided_space_time", drop: float = 0.0, attn_drop: float = 0.0,
+        drop_path: float = 0.0, eps: float = 1e-6, fused_attn: bool = True, short_row_softmax: bool = False,
+        recompute_gelu: bool = False, class_token_only: bool = False,
     ) -> None:
         super().__init__()
         self.steps = SCHEMES[attention_type]
+        self.class_token_only = class_token_only
         for step in self.steps:
+            kind = ClassAttention if class_token_only and step.with_cls else Attention
             self.add_module(f"{step.prefix}norm1", nn.LayerNorm(dim, eps=eps))
-            self.add_module(f"{step.prefix}attn", Attention(dim, num_heads, qkv_bias, attn_drop, drop))
+            attn = kind(dim, num_heads, qkv_bias, attn_drop, drop, fused_attn, short_row_softmax)
+            self.add_module(f"{step.prefix}attn", attn)
             if not step.with_cls:
                 self.add_module(f"{step.prefix}fc", nn.Linear(dim, dim))
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop, recompute_gelu)
+    # fmt: on
 
     def zero_added_steps(self) -> None:
         """Zero the `*_fc` layers, so the added steps are no-ops and the block is its image ViT block."""
@@ -140,6 +145,15 @@ class Block(nn.Module):
                 nn.init.zeros_(fc.weight)
                 nn.init.zeros_(fc.bias)
 
+    def fuse(self) -> None:
+        """The inference form (`tl.fuse`): each added step's `*_fc` follows its attention's `proj` with nothing
+        in between outside training (drop path is off), so it is folded into `proj` and becomes `nn.Identity`."""
+        for step in self.steps:
+            if not step.with_cls:
+                attn = getattr(self, f"{step.prefix}attn")
+                attn.proj = fold_linears(getattr(self, f"{step.prefix}fc"), attn.proj)
+                setattr(self, f"{step.prefix}fc", nn.Identity())
+
     def attend(
         self, step: Step, x: Tensor, cls: Tensor, grid: tuple[int, int], need_weights: bool = False
     ) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -147,14 +161,16 @@ class Block(nn.Module):
         B, T, N, D = x.shape
         pattern = GROUPINGS[step.grouping].pattern
         sizes = lengths(pattern, B, T, *grid)
-        seq = rearrange(x, pattern, **sizes)  # (S, L, D): S = B * groups sequences, b outermost
-        S = seq.shape[0]
+        seq = rearrange(x, pattern, **sizes)  # (S, L, D): S = B * G sequences, b outermost
+        G = math.prod(group_shape(step.grouping, B, T, *grid)[1:])  # sequences per clip
         norm, attn = getattr(self, f"{step.prefix}norm1"), getattr(self, f"{step.prefix}attn")
         if step.with_cls:  # a copy of the class token in front of every sequence
-            copies = cls.repeat_interleave(S // B, dim=0)[:, None]  # (S, 1, D)
-            out, probs = attn(norm(torch.cat([copies, seq], dim=1)), need_weights)
+            copies = cls.repeat_interleave(G, dim=0)[:, None]  # (S, 1, D)
+            out, probs = attn(norm(torch.cat([copies, seq], dim=1)), need_weights)  # (S, 1+L, D)
             out = self.drop_path(out)
-            cls = cls + out[:, 0].reshape(B, S // B, D).mean(dim=1)  # the copies, averaged back
+            cls = cls + out[:, 0].reshape(B, G, D).mean(dim=1)  # the copies, averaged back
+            if out.shape[1] == 1:  # a ClassAttention's output: the class token alone
+                return x, cls, probs
             out = out[:, 1:]
         else:  # a step TimeSformer adds: patches only, then its zero-initialised `*_fc`
             out, probs = attn(norm(seq), need_weights)
@@ -173,6 +189,8 @@ class Block(nn.Module):
             x, cls, probs = self.attend(step, x, cls, grid, need_weights)
             if probs is not None:
                 maps[step.grouping] = probs
+        if self.class_token_only and not need_weights:  # nothing reads the patch tokens' MLP
+            return x, cls + self.drop_path(self.mlp(self.norm2(cls))), maps
         dx, dcls = self.drop_path(self.mlp(self.norm2(x)), self.mlp(self.norm2(cls)))  # one mask per clip
         return x + dx, cls + dcls, maps
 

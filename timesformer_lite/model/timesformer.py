@@ -4,7 +4,8 @@
       -> blocks (see blocks.py) -> LayerNorm(class token) -> Linear head -> logits (B, classes)
 
 The computation is the official one (facebookresearch/TimeSformer `vit.py`), which Hugging Face and
-PaddleVideo port: parity with both is tested. Parameter names are the official ones.
+PaddleVideo port: parity with both is tested, and the dropout sits where the official code has it (tested
+against its arrangement). Parameter names are the official ones.
 
 Built in notebooks/05_the_divided_block_and_the_model.ipynb.
 """
@@ -83,15 +84,16 @@ class PatchEmbed(nn.Module):
     def forward(self, video: Tensor) -> Tensor:
         """(B, T, C, H, W) -> (B, T, h, w, D); pixels beyond the last whole patch are dropped."""
         x = self.proj(video.flatten(0, 1))  # (B*T, D, h, w): every frame on its own
-        # one copy into token-major order: otherwise every later op would read the tokens strided
-        return rearrange(x, "(b t) d h w -> b t h w d", b=video.shape[0]).contiguous()
+        # token-major, or every later op reads the tokens strided (no copy when `proj` writes channels-last)
+        return rearrange(x, "(b t) d h w -> b t h w d", t=video.shape[1]).contiguous()
 
 
 class TimeSformer(nn.Module):
     """TimeSformer video classifier.
 
     Args:
-        cfg: a `ModelConfig` (or a dict / keyword arguments of its fields).
+        cfg: a `ModelConfig` (or a dict / keyword arguments of its fields). Its training-speed options (the
+            same numbers, train/options.py) are built here, once; "auto" builds the reference's choice.
 
     Call it on a normalised clip `(B, T, 3, H, W)`; any T and any H, W >= patch size work (position
     embeddings are interpolated over the patch grid, time embeddings over time, both `nearest` like the
@@ -109,21 +111,16 @@ class TimeSformer(nn.Module):
         # space_only has no notion of time (its frames are independent) unless an ablation asks for one
         with_time = cfg.attention_type != "space_only" if cfg.time_embed is None else cfg.time_embed
         self.time_embed = nn.Parameter(torch.zeros(1, cfg.num_frames, D)) if with_time else None
-        self.pos_drop = nn.Dropout(cfg.drop_rate)
+        self.pos_drop = nn.Dropout(cfg.drop_rate)  # after the position embedding, as in the official code
+        self.time_drop = nn.Dropout(cfg.drop_rate) if with_time else None  # and again after the time embedding
         rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]  # linear, 0 first
+        common = dict(mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, attention_type=cfg.attention_type)
+        common.update(drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate, eps=cfg.layer_norm_eps)
+        common.update({k: cfg.option(k) for k in ("fused_attn", "short_row_softmax", "recompute_gelu")})
+        last = cfg.option("class_token_only")  # the last block computes the class token alone
         self.blocks = nn.ModuleList(
-            Block(
-                D,
-                cfg.num_heads,
-                cfg.mlp_ratio,
-                cfg.qkv_bias,
-                cfg.attention_type,
-                cfg.drop_rate,
-                cfg.attn_drop_rate,
-                rate,
-                cfg.layer_norm_eps,
-            )
-            for rate in rates
+            Block(D, cfg.num_heads, drop_path=rate, class_token_only=last and i == cfg.depth - 1, **common)
+            for i, rate in enumerate(rates)
         )
         self.norm = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
         self.head = nn.Linear(D, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
@@ -171,15 +168,21 @@ class TimeSformer(nn.Module):
         return resize_time_embed(self.time_embed, T)[0]
 
     def embed(self, video: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, T, C, H, W) -> patch tokens x (B, T, N, D) with position and time added, class token (B, D)."""
+        """(B, T, C, H, W) -> patch tokens x (B, T, N, D) with position and time added, class token (B, D).
+
+        space_only: every frame is its own image with its own class token, x (B*T, 1, N, D) and cls (B*T, D).
+        Dropout (`drop_rate`) as in the official code: on the class token and the patches after the position
+        embedding, on the patches again after the time embedding.
+        """
         x = self.patch_embed(video)  # (B, T, h, w, D)
         B, T, h, w, D = x.shape
         pos = self.pos_embed_for(h, w)  # (1+N, D)
-        x = x.reshape(B, T, h * w, D) + pos[1:]
-        if self.time_embed is not None:
-            x = x + self.time_embed_for(T)[:, None, :]  # patch tokens only, never the class token
-        cls = (self.cls_token[0, 0] + pos[0]).expand(B, D)
-        return self.pos_drop(x), cls
+        space_only = self.cfg.attention_type == "space_only"
+        x = self.pos_drop(x.reshape(B, T, h * w, D) + pos[1:])
+        cls = self.pos_drop((self.cls_token[0, 0] + pos[0]).expand(B * T if space_only else B, D))
+        if self.time_embed is not None:  # patch tokens only, never the class token
+            x = self.time_drop(x + self.time_embed_for(T)[:, None, :])
+        return (x.reshape(B * T, 1, h * w, D) if space_only else x), cls
 
     def forward_features(self, video: Tensor, return_attention: bool = False) -> tuple[Tensor, AttentionMaps | None]:
         """The final class-token features (B, D) after the last LayerNorm, and the maps if asked."""
@@ -188,9 +191,6 @@ class TimeSformer(nn.Module):
         grid = (H // self.cfg.patch_size, W // self.cfg.patch_size)
         x, cls = self.embed(video)
         space_only = self.cfg.attention_type == "space_only"
-        if space_only:  # every frame is its own image with its own class token
-            x = x.reshape(B * T, 1, *x.shape[2:])
-            cls = cls.repeat_interleave(T, dim=0)
         maps = AttentionMaps(grid=(T, *grid)) if return_attention else None
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
@@ -202,7 +202,7 @@ class TimeSformer(nn.Module):
                     probs = probs.reshape(B, T, *probs.shape[2:])
                 getattr(maps, name).append(probs)
         if space_only:
-            cls = cls.reshape(B, T, -1).mean(dim=1)  # average the frames before the final norm
+            cls = cls.reshape(B, T, cls.shape[-1]).mean(dim=1)  # average the frames before the final norm
         return self.norm(cls), maps
 
     def _check(self, video: Tensor) -> None:

@@ -1,7 +1,8 @@
 """Training and evaluation: one loop for CPU, one GPU and many (torchrun + DDP), checkpoints, the test protocol."""
 
-from .evaluate import EvalResult, evaluate, test_checkpoint
+from .evaluate import EvalResult, evaluate
 from .launch import launch, torchrun_command
+from .protocol import test_checkpoint
 from .trainer import RunResult, TrainingDiverged, run
 
 __all__ = [

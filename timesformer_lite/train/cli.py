@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", default="toy", help="preset name (smoke, toy, ucf101, k400) or YAML path")
+    parser.add_argument("--config", default="toy", help="preset name (smoke, toy, ucf101, k400, finetune) or YAML path")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=2 model.depth=4")
     args = parser.parse_args(argv)
     result = run(args.config, args.overrides)

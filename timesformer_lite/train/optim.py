@@ -3,6 +3,11 @@
 Reference (official TimeSformer / PaddleVideo): SGD with Nesterov momentum 0.9, lr 0.005 for a global batch
 of 64 clips (scaled linearly with the real global batch), weight decay 1e-4 on every parameter, 15 epochs,
 x0.1 at epochs 11 and 14. AdamW (the toy recipe) decays weight matrices only.
+
+Fine-tuning (the `finetune` preset) splits the parameters in two: the classifier (`head.*`) and everything
+before it, the backbone. `train.backbone_lr_scale` gives the backbone a share of the head's learning rate
+(both follow the same schedule); `train.head_only` freezes the backbone (`freeze_backbone`, before DDP or the
+optimizer see the parameters), so only the head trains, a linear probe of the pretrained features.
 """
 
 from __future__ import annotations
@@ -20,22 +25,52 @@ def scaled_lr(cfg: TrainConfig, global_batch: int) -> float:
     return cfg.lr * global_batch / cfg.lr_batch
 
 
+def is_head(name: str) -> bool:
+    """The classifier's parameters (a new one when fine-tuning to other classes); the rest is the backbone."""
+    return name.startswith("head.")
+
+
+def freeze_backbone(model: nn.Module) -> int:
+    """Stop gradients to every parameter but the head's (train.head_only); returns how many tensors were frozen."""
+    frozen = [p for name, p in model.named_parameters() if not is_head(name)]
+    for p in frozen:
+        p.requires_grad_(False)
+    return len(frozen)
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig, lr: float) -> list[dict]:
+    """The optimizer's groups: the head's first (its lr is the one the trainer logs), then the backbone's at
+    `lr * cfg.backbone_lr_scale`; with AdamW each is split again into decayed weight matrices and the rest
+    (biases, norms, the cls/position/time embeddings). Frozen parameters are left out; empty groups dropped.
+
+    Args:
+        model: the model (not a DDP or compiled wrapper: names must be the model's own).
+        cfg: the recipe: `optimizer`, `weight_decay`, `backbone_lr_scale`.
+        lr: the head's learning rate, already scaled for the global batch.
+    """
+    skip = getattr(model, "no_weight_decay", lambda: set())() if cfg.optimizer == "adamw" else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            decay = cfg.optimizer == "sgd" or not (p.ndim <= 1 or name in skip)
+            groups.setdefault((not is_head(name), decay), []).append(p)
+    return [
+        {
+            "params": params,
+            "lr": lr * (cfg.backbone_lr_scale if backbone else 1.0),
+            "weight_decay": cfg.weight_decay if decay else 0.0,
+        }
+        for (backbone, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
+    ]
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
     """SGD (Nesterov) with decay on every parameter, as the reference; or AdamW without decay on biases,
-    norms and the cls/position/time embeddings."""
+    norms and the cls/position/time embeddings. Groups as `param_groups` makes them."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay
-        )
+        return torch.optim.SGD(param_groups(model, cfg, lr), lr=lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     if cfg.optimizer == "adamw":
-        skip = getattr(model, "no_weight_decay", lambda: set())()
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim <= 1 or name in skip else decay).append(p)
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+        return torch.optim.AdamW(param_groups(model, cfg, lr), lr=lr, betas=(0.9, 0.999))
     raise ValueError(f"train.optimizer={cfg.optimizer!r} is not one of sgd, adamw")
 
 

@@ -6,13 +6,14 @@
 
 Per epoch: train (AMP, gradient accumulation, clipping), validate with the fast single-view protocol, write
 runs/<name>/last.pt and, when validation top-1 improves, best.pt (atomically). At the end the reference test
-protocol runs on best.pt and runs/<name>/summary.json records the numbers. Resume (train.resume=auto|path)
-is exact: clip order and augmentation are functions of (seed, epoch, position), see data/sampler.py.
+protocol runs on best.pt and runs/<name>/summary.json records the numbers. Resume (train.resume=auto, a run
+folder or a checkpoint) is exact: clip order and augmentation are functions of (seed, epoch, position), see
+data/sampler.py. The step is `Trainer.train_step`, in nanoGPT's shape: the loss is read every train.log_every steps.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -29,26 +30,24 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
-from ..config import Config, load_config
+from ..config import Config
 from ..data import build_dataset, build_loader, workers_for
 from ..model import TimeSformer
-from ..utils import seed_everything
+from ..utils import accumulator_dtype, seed_everything
 from ..weights.checkpoint import read_trainer_checkpoint
 from ..weights.io import atomic_write
-from .checkpoint import (
-    FORMAT,
-    RunFolder,
-    config_changes,
-    find_resume,
-    interrupts_deferred,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from .checkpoint import FORMAT, save_checkpoint
 from .distributed import DistEnv, all_reduce_sum, setup, teardown
-from .evaluate import EvalResult, autocast_for, evaluate, summary_line, test_protocol
-from .optim import build_optimizer, build_scheduler, scaled_lr
-from .options import apply_training_options, training_options
+from .evaluate import EvalResult, autocast_for, evaluate
+from .finetune import announce, finetune_config
+from .interrupts import interrupts_deferred
+from .metrics_log import MetricsLog
+from .optim import build_optimizer, build_scheduler, freeze_backbone, scaled_lr
+from .options import options_of, resolve_options
+from .protocol import test_protocol
+from .report import summary_line
+from .resume import config_changes, find_resume, rng_states, set_rng_state
+from .run_folder import RunFolder
 
 
 class TrainingDiverged(RuntimeError):
@@ -79,74 +78,16 @@ def _progress_enabled(env: DistEnv) -> bool:
     return env.main and sys.stderr.isatty() and not os.environ.get("CI")
 
 
-class MetricsLog:
-    """runs/<name>/metrics.jsonl (one JSON object per line), plus TensorBoard when it is installed."""
-
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
-        self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run_dir / "tb"))
-            except ImportError:
-                self.tb = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())  # the line is on disk before the checkpoint that follows it
-        if self.tb is not None:
-            step = record.get("global_step", 0)
-            for k, v in record.items():
-                if isinstance(v, int | float) and k not in ("epoch", "global_step") and v is not None:
-                    self.tb.add_scalar(f"{record.get('split', 'train')}/{k}", v, step)
-
-    def rewind(self, epoch: int, global_step: int) -> None:
-        """Drop the records a resume from (epoch, global_step) will write again: epoch lines past `epoch`,
-        other lines past `global_step`, and a line cut by a kill. A save that failed after its epoch line
-        was written, or a kill between the two, would otherwise leave that epoch twice in the file."""
-        if not self.enabled or not self.path.is_file():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(record, dict):
-                continue
-            if record.get("split") == "epoch" and record.get("epoch", 0) > epoch:
-                continue
-            if record.get("split") != "epoch" and record.get("global_step", 0) > global_step:
-                continue
-            kept.append(line + "\n")
-        atomic_write(self.path, lambda tmp: Path(tmp).write_text("".join(kept)))
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-
-
 def build_model(cfg: Config) -> TimeSformer:
     """A fresh model, or `model.pretrained` loaded (any format `load_pretrained` reads) for this config."""
     if not cfg.model.pretrained:
         return TimeSformer(cfg.model)
     from ..weights import load_pretrained
 
-    return load_pretrained(
-        cfg.model.pretrained,
-        num_classes=cfg.model.num_classes,
-        num_frames=cfg.model.num_frames,
-        img_size=cfg.model.img_size,
-        attention_type=cfg.model.attention_type,
-        drop_path_rate=cfg.model.drop_path_rate,
-    )
+    # every field as the config states it, so the model is the one config.yaml records (a file that does not fit
+    # is an error naming the keys; a timm ViT does not record its heads, so the config's count is the one used)
+    fields = {k: v for k, v in dataclasses.asdict(cfg.model).items() if k not in ("pretrained", "from_pretrained")}
+    return load_pretrained(cfg.model.pretrained, **fields)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -157,7 +98,8 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def run(cfg: Config | str | dict, overrides: list[str] | dict | None = None) -> RunResult:
     """Train (and test) one configuration; returns a `RunResult`. Joins DDP when launched by torchrun."""
-    cfg = load_config(cfg, overrides)
+    cfg, finetuning = finetune_config(cfg, overrides)  # load_config, completed from model.pretrained when asked
+    announce(finetuning)
     env = setup(cfg.train.device)
     # the main process holds the run folder for the whole run: a second training there fails at once
     folder = None
@@ -190,10 +132,15 @@ class Trainer:
                 f"set model.num_classes={len(self.classes)}"
             )
         self.pairs = cfg.data.dataset == "toy"
+        model_cfg, notes = resolve_options(cfg.model, self.device)  # resolved: they travel with the config
+        self.cfg = cfg = dataclasses.replace(cfg, model=model_cfg)
+        for note in notes if env.main else ():
+            print(note)
         model = build_model(cfg).to(self.device)
+        if t.head_only:  # before DDP and the optimizer see the parameters
+            freeze_backbone(model)
         model.set_grad_checkpointing(t.grad_checkpointing)
-        self.options = training_options(self.device)
-        self.raw_model = apply_training_options(model, self.options)
+        self.raw_model = model
         if t.compile:  # before the DDP wrap, as DDP's own hooks expect (and nanoGPT does)
             model = torch.compile(model)
         if env.distributed:
@@ -201,31 +148,7 @@ class Trainer:
             model = DDP(model, device_ids=ids, gradient_as_bucket_view=True)
         self.model = model
         torch.manual_seed(t.seed + env.rank)  # dropout / drop path differ per rank
-        workers = workers_for(cfg.data.num_workers, self.device)
-        self.train_loader = build_loader(
-            self.train_set,
-            t.batch_size,
-            shuffle=True,
-            num_workers=workers,
-            seed=t.seed,
-            distributed=env.distributed,
-            drop_last=True,
-        )
-        self.val_loader = build_loader(
-            self.val_set,
-            t.batch_size,
-            shuffle=False,
-            num_workers=workers,
-            seed=t.seed,
-            distributed=env.distributed,
-        )
-        batches = len(self.train_loader.sampler) // t.batch_size
-        if batches < t.grad_accum:
-            raise ValueError(
-                f"{len(self.train_set)} training clips give {batches} batches of {t.batch_size} per process, "
-                f"fewer than train.grad_accum={t.grad_accum}; lower train.batch_size or train.grad_accum"
-            )
-        self.steps_per_epoch = batches // t.grad_accum
+        self.build_loaders()
         self.global_batch = t.batch_size * t.grad_accum * env.world_size
         self.lr = scaled_lr(t, self.global_batch)
         self.optimizer = build_optimizer(self.raw_model, t, self.lr)
@@ -236,12 +159,37 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.skipped = 0
         self.train_time, self.train_clips = 0.0, 0
-        self.epoch_totals, self.epoch_clips, self.epoch_seconds = torch.zeros(2, dtype=torch.float64), 0, 0.0
+        # this rank's sums on the device, read once a log interval (`read_running`): the epoch's loss x clips and
+        # correct clips, the loss of the steps since the last read and how many of them were not finite
+        self.running = torch.zeros(4, dtype=accumulator_dtype(self.device), device=self.device)
+        self.epoch_clips, self.epoch_skipped, self.epoch_seconds = 0, 0, 0.0  # this rank's, on the host
+        self.epoch_so_far = [0.0, 0.0, 0.0, 0.0]  # every rank's loss x clips, correct, clips, skipped at the last read
+        self.read_step, self.loss = 0, math.nan  # the global step of the last read, and the mean loss it read
         self.epoch_start = time.perf_counter()
         self.log = MetricsLog(self.run_dir, env.main)
 
+    def build_loaders(self) -> None:
+        """The training loader (shuffled, sharded over the ranks, whole batches), the validation loader, and the
+        number of optimizer steps an epoch takes."""
+        t = self.cfg.train
+        common = {"num_workers": workers_for(self.cfg.data.num_workers, self.device), "seed": t.seed}
+        distributed = self.env.distributed
+        self.train_loader = build_loader(
+            self.train_set, t.batch_size, shuffle=True, distributed=distributed, drop_last=True, **common
+        )
+        self.val_loader = build_loader(self.val_set, t.batch_size, shuffle=False, distributed=distributed, **common)
+        batches = len(self.train_loader.sampler) // t.batch_size
+        if batches < t.grad_accum:
+            raise ValueError(
+                f"{len(self.train_set)} training clips give {batches} batches of {t.batch_size} per process, "
+                f"fewer than train.grad_accum={t.grad_accum}; lower train.batch_size or train.grad_accum"
+            )
+        self.steps_per_epoch = batches // t.grad_accum
+
     # ---- checkpoints -------------------------------------------------------------------------------------
-    def state(self, with_training_state: bool = True) -> dict[str, Any]:
+    def state(self, rng: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The checkpoint: weights, config, classes, position; with `rng` (every rank's RNG state), also everything
+        else a resume needs."""
         state = {
             "format": FORMAT,
             "version": 1,
@@ -254,38 +202,44 @@ class Trainer:
             "best_top1": self.best_top1,
             "best_epoch": self.best_epoch,
         }
-        if with_training_state:
+        if rng is not None:
             state.update(
                 optimizer=self.optimizer.state_dict(),
                 scheduler=self.scheduler.state_dict(),
                 scaler=self.scaler.state_dict(),
-                rng=rng_state(),
+                rng=rng,
                 history=self.history,
                 skipped=self.skipped,
                 train_time=self.train_time,
-                epoch_totals=self.epoch_totals.cpu(),  # the current epoch so far: a resume continues its records
-                epoch_clips=self.epoch_clips,
+                # the epoch so far, every rank's sums at the read before this save: a resume continues its records
+                epoch_totals=torch.tensor(self.epoch_so_far[:2], dtype=torch.float64),
+                epoch_clips=int(self.epoch_so_far[2]),
+                epoch_skipped=int(self.epoch_so_far[3]),
                 epoch_seconds=time.perf_counter() - self.epoch_start if self.step_in_epoch else 0.0,
                 train_clips=self.train_clips,
             )
         return state
 
     def save(self, name: str, with_training_state: bool = True) -> None:
+        """Write run_dir/name (rank 0), with everything a resume needs or the weights alone; every rank calls it."""
+        rng = rng_states(self.env) if with_training_state else None  # every rank's: a collective, outside the hold
         with interrupts_deferred():  # a Ctrl-C stops the run after the checkpoint is written and recorded
             if self.env.main:
-                save_checkpoint(self.state(with_training_state), self.run_dir / name)
+                save_checkpoint(self.state(rng), self.run_dir / name)
             if with_training_state:
                 self.saved_at = (self.epoch, self.step_in_epoch)
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint with everything a resume needs, written by a run of the same config."""
         ckpt = read_trainer_checkpoint(path, training_state=True)
-        changed = config_changes(ckpt["config"], self.cfg.to_dict())
-        if changed:
+        refused, noted = config_changes(ckpt["config"], self.cfg.to_dict())
+        if refused:
             raise ValueError(
-                f"cannot resume from '{path}': it was written with another config ({'; '.join(changed[:4])}); "
+                f"cannot resume from '{path}': it was written with another config ({'; '.join(refused[:4])}); "
                 "an exact resume needs the same settings: undo the change, or start a new run with another train.name"
             )
+        for change in noted if self.env.main else ():
+            print(f"resuming with {change}: the run goes on, no longer bitwise the one that was not stopped")
         self.raw_model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -296,9 +250,11 @@ class Trainer:
         self.history, self.skipped = ckpt["history"], ckpt["skipped"]
         self.train_time, self.train_clips = ckpt["train_time"], ckpt["train_clips"]
         if "epoch_totals" in ckpt:  # written since the epoch's records survive a resume
-            self.epoch_totals, self.epoch_clips = ckpt["epoch_totals"], ckpt["epoch_clips"]
             self.epoch_seconds = ckpt["epoch_seconds"]
-        set_rng_state(ckpt["rng"])
+            if self.env.main:  # every rank's sums so far: they go to one rank, to be added up once
+                self.running[:2] = ckpt["epoch_totals"].to(self.running)
+                self.epoch_clips, self.epoch_skipped = ckpt["epoch_clips"], ckpt.get("epoch_skipped", 0)
+        set_rng_state(ckpt["rng"], self.env.rank)
         self.saved_at = (self.epoch, self.step_in_epoch)
         self.log.rewind(self.epoch, self.global_step)
         if self.env.main:
@@ -372,16 +328,11 @@ class Trainer:
         )
 
     def train_epoch(self) -> dict[str, float]:
-        """One epoch (or the rest of one, after a resume). The loss, accuracy and finiteness are accumulated on
-        the device and read once per optimizer step, so a GPU never waits on the host within a step."""
+        """One epoch (or the rest of one, after a resume): `train_step` over groups of `train.grad_accum` batches,
+        and the bookkeeping around it: the progress bar, one read of the loss every `train.log_every` steps and
+        before every save (so that no checkpoint holds the weights of a non-finite step), periodic saves."""
         t = self.cfg.train
-        sampler = self.train_loader.sampler
-        sampler.set_epoch(self.epoch, start=self.step_in_epoch * t.grad_accum * t.batch_size)
-        if self.step_in_epoch == 0:
-            self.epoch_totals, self.epoch_clips, self.epoch_seconds = torch.zeros(2, dtype=torch.float64), 0, 0.0
-        totals = self.epoch_totals = self.epoch_totals.to(self.device)  # loss sum, correct (this rank)
-        self.epoch_start = time.perf_counter() - self.epoch_seconds  # the epoch's seconds before a resume count
-        self.model.train()
+        self.start_epoch()
         progress = tqdm(
             total=self.steps_per_epoch,
             initial=self.step_in_epoch,
@@ -389,79 +340,117 @@ class Trainer:
             disable=not _progress_enabled(self.env),
             leave=False,
         )
-        step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
-        micro = 0
-        for batch in self.train_loader:
-            if self.step_in_epoch >= self.steps_per_epoch:
-                break
-            self.skipped += batch["skipped"]
-            video = batch["video"].to(self.device, non_blocking=True)
-            labels = batch["label"].to(self.device, non_blocking=True)
-            micro += 1
-            last_micro = micro == t.grad_accum
-            # DDP all-reduces gradients in the backward pass: only in a step's last micro-batch
-            sync = contextlib.nullcontext() if last_micro or not isinstance(self.model, DDP) else self.model.no_sync()
-            with sync:
-                loss, logits = self.forward_backward(video, labels)
-            step_loss += loss
-            totals += torch.stack([loss * len(labels), (logits.argmax(1) == labels).sum().double()])
-            self.epoch_clips += len(labels)
-            if not last_micro:
-                continue
-            micro = 0
-            mean_loss = self.checked_loss(step_loss / t.grad_accum)  # the step's one read of the device
-            step_loss.zero_()
-            self.optimizer_step()
+        batches = iter(self.train_loader)
+        while self.step_in_epoch < self.steps_per_epoch:
+            self.train_step([next(batches) for _ in range(t.grad_accum)])
             self.step_in_epoch += 1
             self.global_step += 1
-            progress.update(1)
-            clips_s = self.epoch_clips * self.env.world_size / max(time.perf_counter() - self.epoch_start, 1e-9)
-            progress.set_postfix(loss=f"{mean_loss:.3f}", clips_s=f"{clips_s:.0f}")
-            if t.checkpoint_every and self.global_step % t.checkpoint_every == 0:
+            progress.update()
+            if self.step_in_epoch == self.steps_per_epoch:
+                break  # the epoch's end reads and saves
+            save = t.checkpoint_every and self.global_step % t.checkpoint_every == 0
+            if save or self.global_step % t.log_every == 0:
+                self.read_running()
+                clips_s = self.epoch_clips * self.env.world_size / max(time.perf_counter() - self.epoch_start, 1e-9)
+                progress.set_postfix(loss=f"{self.loss:.3f}", clips_s=f"{clips_s:.0f}")
+            if save:
                 self.save("last.pt")
         progress.close()
         elapsed = time.perf_counter() - self.epoch_start
-        totals = all_reduce_sum(torch.cat([totals, totals.new_tensor([self.epoch_clips])]), self.env).cpu()
-        self.train_time += elapsed
-        self.train_clips += int(totals[2])
+        loss, correct, clips, skipped = self.read_running()
+        self.train_time, self.train_clips, self.skipped = (
+            self.train_time + elapsed,
+            self.train_clips + int(clips),
+            self.skipped + int(skipped),
+        )
         return {
-            "loss": float(totals[0] / max(totals[2], 1)),
-            "top1": float(totals[1] / max(totals[2], 1)),
+            "loss": loss / max(clips, 1),
+            "top1": correct / max(clips, 1),
             "lr": self.optimizer.param_groups[0]["lr"],
-            "clips_per_s": float(totals[2]) / max(elapsed, 1e-9),
+            "clips_per_s": clips / max(elapsed, 1e-9),
             "seconds": elapsed,
+            "skipped": int(skipped),
         }
 
-    def forward_backward(self, video: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward under autocast, backward outside it; returns the loss (float64, detached) and the logits."""
+    def start_epoch(self) -> None:
+        """Point the sampler at this epoch (at this step, after a resume) and start the epoch's sums."""
         t = self.cfg.train
-        with autocast_for(self.device, t.amp):
-            logits = self.model(video)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=t.label_smoothing)
-        self.scaler.scale(loss / t.grad_accum).backward()
-        return loss.detach().double(), logits.detach()
+        self.train_loader.sampler.set_epoch(self.epoch, start=self.step_in_epoch * t.grad_accum * t.batch_size)
+        if self.step_in_epoch == 0:
+            self.running.zero_()
+            self.epoch_clips, self.epoch_skipped, self.epoch_seconds = 0, 0, 0.0
+        self.read_step = self.global_step
+        self.epoch_start = time.perf_counter() - self.epoch_seconds  # the epoch's seconds before a resume count
+        self.model.train()
 
-    def checked_loss(self, loss: torch.Tensor) -> float:
-        """The step's mean loss over every rank, read once; stops the run (before the optimizer step, so the
-        weights stay good) when any rank's loss is NaN or infinite."""
-        value = all_reduce_sum(loss.reshape(1).clone(), self.env).item() / self.env.world_size
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"loss is {value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}: training stopped. "
-                f"The last good checkpoint is kept at {self.run_dir / 'last.pt'}; lower train.lr, set "
-                f"train.clip_grad (e.g. 1.0) or train.amp=none, then resume with train.resume=auto"
-            )
-        return value
+    def train_step(self, batches: list[dict[str, Any]]) -> None:
+        """One optimizer step over `train.grad_accum` micro-batches, in nanoGPT's shape.
 
-    def optimizer_step(self) -> None:
-        t = self.cfg.train
-        if t.clip_grad > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.raw_model.parameters(), t.clip_grad)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        Nothing here waits for the device: the loss, the accuracy and whether the loss stayed finite are added to
+        `self.running` on it and read every `train.log_every` steps (`read_running`). A micro-batch in which every
+        clip was unreadable teaches nothing: it runs one all-zero placeholder clip, its loss multiplied by 0, so
+        that under DDP its rank takes part in the gradient all-reduce like every other (the others' clips make the
+        step, and no rank waits for one that skipped). A step none of whose micro-batches had a clip changes no
+        weight in a single process; under DDP, where that is known only to each rank, every rank takes it alike.
+        """
+        t, model = self.cfg.train, self.model
+        step_loss = torch.zeros((), dtype=self.running.dtype, device=self.device)
+        for micro, batch in enumerate(batches):
+            n = len(batch["label"])
+            video, labels = self.inputs(batch)
+            if isinstance(model, DDP):  # all-reduce the gradients in the step's last backward only
+                model.require_backward_grad_sync = micro == len(batches) - 1
+            with autocast_for(self.device, t.amp):
+                logits = model(video)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=t.label_smoothing) * (n > 0)
+            self.scaler.scale(loss / t.grad_accum).backward()
+            loss = loss.detach().to(step_loss.dtype)
+            step_loss += loss / t.grad_accum
+            self.running[:2] += torch.stack([loss * n, (logits.detach().argmax(1) == labels).sum() * (n > 0)])
+            self.epoch_clips += n
+            self.epoch_skipped += batch["skipped"]
+        self.running[2:] += torch.stack([step_loss, (~step_loss.isfinite()).to(step_loss.dtype)])
+        if self.env.distributed or any(len(b["label"]) for b in batches):
+            if t.clip_grad > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.raw_model.parameters(), t.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+
+    def inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's clips (B, T, C, H, W) and labels (B,) on the device; for a batch without a readable clip,
+        one all-zero placeholder clip (see `train_step`)."""
+        if len(batch["label"]):
+            return batch["video"].to(self.device, non_blocking=True), batch["label"].to(self.device, non_blocking=True)
+        m = self.cfg.model
+        video = torch.zeros(1, m.num_frames, m.in_chans, m.img_size, m.img_size, device=self.device)
+        return video, torch.zeros(1, dtype=torch.long, device=self.device)
+
+    def read_running(self) -> list[float]:
+        """Add every rank's running sums up and read them: the one collective, and the one read of the device, of
+        a log interval. Sets `self.loss` (the mean loss of the steps since the last read) and `self.epoch_so_far`.
+
+        Returns:
+            The epoch so far, over every rank: loss x clips, correct clips, clips, unreadable clips skipped.
+
+        Raises:
+            TrainingDiverged: a step since the last read had a NaN or infinite loss on some rank.
+        """
+        local = torch.cat([self.running, self.running.new_tensor([self.epoch_clips, self.epoch_skipped])])
+        loss, correct, interval, diverged, clips, skipped = all_reduce_sum(local, self.env).tolist()
+        steps = (self.global_step - self.read_step) * self.env.world_size
+        self.running[2:] = 0
+        self.read_step, self.loss = self.global_step, interval / max(steps, 1)
+        if diverged:
+            raise TrainingDiverged(
+                f"loss is {self.loss} in the steps up to epoch {self.epoch + 1}, step {self.step_in_epoch}: training "
+                f"stopped. The last good checkpoint is kept at {self.run_dir / 'last.pt'}; lower train.lr, set "
+                f"train.clip_grad (e.g. 1.0) or train.amp=none, then resume with train.resume=auto"
+            )
+        self.epoch_so_far = [loss, correct, clips, skipped]
+        return self.epoch_so_far
 
     def validate(self) -> EvalResult:
         return evaluate(
@@ -511,6 +500,7 @@ class Trainer:
         return {
             "name": self.cfg.train.name,
             "attention_type": self.cfg.model.attention_type,
+            "model_options": options_of(self.cfg.model),  # the training-speed options in force
             "epochs": self.epoch,
             "best_val_top1": self.best_top1,
             "best_epoch": self.best_epoch,

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+import torch
 from torch import Tensor, nn
 
-from ..config import Config, ConfigError, load_config
-from .io import WeightsError, atomic_write, read_safetensors, torch_load
+from ..config import Config, ConfigError, ModelConfig, load_config
+from ..model import TimeSformer
+from .io import WeightsError, atomic_write, read_safetensors, safetensors_writer, torch_load
 
 FORMAT = "timesformer_lite"
 VERSION = "1"
@@ -63,6 +64,32 @@ def _check_classes(classes: list[str] | None, num_classes: int, what: str) -> li
     return list(classes)
 
 
+def reference_state(model: nn.Module, what: str) -> dict[str, Tensor]:
+    """`model.state_dict()`, checked to hold exactly the tensors of the reference `TimeSformer(model.cfg)`.
+
+    A fused model (`tl.fuse`) folds some of them away, so a file of its tensors would not load; the check builds
+    the reference on the meta device, which allocates nothing.
+
+    Raises:
+        WeightsError: `model` is not a TimeSformer, or its tensors are not the reference's (names the first).
+    """
+    cfg = getattr(model, "cfg", None)
+    if not isinstance(cfg, ModelConfig):
+        raise WeightsError(f"{what}: {type(model).__name__} is not a TimeSformer (it has no ModelConfig .cfg)")
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in TimeSformer(cfg).state_dict().items()}
+    state = model.state_dict()
+    if {k: v.shape for k, v in state.items()} != expected:
+        missing = sorted(expected.keys() - state.keys())
+        odd = missing or sorted(state.keys() - expected.keys()) or [k for k in state if state[k].shape != expected[k]]
+        raise WeightsError(
+            f"{what}: {type(model).__name__} does not hold the reference TimeSformer's tensors ('{odd[0]}' "
+            f"{'missing' if missing else 'differs'}), so the file would not load; a tl.fuse(model) copy is for "
+            "inference only: save the model you fused"
+        )
+    return state
+
+
 def save_model(
     path: str | Path, model: nn.Module, config: Config | None = None, classes: list[str] | None = None
 ) -> Path:
@@ -70,7 +97,7 @@ def save_model(
 
     Args:
         path: destination; must end in `.safetensors`. Its directory is created if needed.
-        model: a `TimeSformer`.
+        model: a `TimeSformer` (the reference model: a `tl.fuse` copy is refused, its folds would not load).
         config: the run config to store; defaults to `model.run_config` when the model was loaded, else the
             defaults. Its `model` section is always replaced by `model.cfg`, the architecture of the weights.
         classes: class names in label order; defaults to `model.classes` when present.
@@ -82,18 +109,19 @@ def save_model(
     path = Path(path)
     if path.suffix != ".safetensors":
         raise WeightsError(f"checkpoint path '{path}' must end in .safetensors")
+    state = reference_state(model, f"saving '{path}'")
     config = config if config is not None else getattr(model, "run_config", None) or Config()
     config = dataclasses.replace(config, model=model.cfg)
     classes = classes if classes is not None else getattr(model, "classes", None)
     classes = _check_classes(classes, model.cfg.num_classes, f"saving '{path}'")
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     metadata = {
         "format": FORMAT,
         "version": VERSION,
         "config": json.dumps(config.to_dict()),
         "classes": json.dumps(classes),
     }
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return atomic_write(path, safetensors_writer(path, tensors, metadata))
 
 
 def _config(values: Any, what: str) -> Config:

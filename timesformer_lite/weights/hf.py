@@ -14,13 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ..config import Config, DataConfig, ModelConfig, model_config
-from .checkpoint import Checkpoint
+from ..config import Config, ConfigError, DataConfig, ModelConfig, model_config
+from .checkpoint import Checkpoint, reference_state
 from .infer import inferred_config
-from .io import WeightsError, atomic_write, read_safetensors, torch_load
+from .io import WeightsError, atomic_write_all, read_safetensors, safetensors_writer, torch_load
 
 log = logging.getLogger("timesformer_lite.weights")
 
@@ -125,41 +124,82 @@ def config_to_hf(cfg: ModelConfig, id2label: dict[int, str] | None = None) -> di
     return out
 
 
-def config_from_hf(hf: dict[str, Any], **overrides: Any) -> ModelConfig:
-    """A `ModelConfig` from a Timesformer `config.json` dict (or `TimesformerConfig.to_dict()`)."""
+# config.json key -> (ModelConfig field, transformers' default when the key is absent)
+_HF_FIELDS: dict[str, tuple[str, Any]] = {
+    "image_size": ("img_size", 224),
+    "patch_size": ("patch_size", 16),
+    "num_channels": ("in_chans", 3),
+    "num_frames": ("num_frames", 8),
+    "hidden_size": ("embed_dim", 768),
+    "num_hidden_layers": ("depth", 12),
+    "num_attention_heads": ("num_heads", 12),
+    "qkv_bias": ("qkv_bias", True),
+    "attention_type": ("attention_type", "divided_space_time"),
+    "hidden_dropout_prob": ("drop_rate", 0.0),
+    "attention_probs_dropout_prob": ("attn_drop_rate", 0.0),
+    "drop_path_rate": ("drop_path_rate", 0.0),
+    "layer_norm_eps": ("layer_norm_eps", 1e-6),
+    "initializer_range": ("init_std", 0.02),
+    "num_labels": ("num_classes", 400),
+}
+_HF_NAMES = {f"model.{ours}": key for key, (ours, _) in _HF_FIELDS.items()} | {
+    "model.mlp_ratio": "intermediate_size / hidden_size"
+}
+
+
+def _positive_int(hf: dict[str, Any], key: str, default: int, what: str) -> int:
+    value = hf.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise WeightsError(f"{what}: {key}={value!r} must be a positive integer; fix that entry of the file")
+    return value
+
+
+def config_from_hf(hf: dict[str, Any], *, what: str = "config.json", **overrides: Any) -> ModelConfig:
+    """A `ModelConfig` from a Timesformer `config.json` dict (or `TimesformerConfig.to_dict()`).
+
+    Args:
+        hf: the config.json contents.
+        what: names the file in error messages.
+        overrides: `ModelConfig` fields to set instead of the file's (their errors are `ConfigError`s).
+
+    Raises:
+        WeightsError: an entry that describes no TimeSformer (hidden_size 0 or "abc", heads that do not
+            divide it, ...), named by its config.json key.
+    """
     act = hf.get("hidden_act", "gelu")
     if act != "gelu":
-        raise ValueError(f"hidden_act={act!r} is not supported (TimeSformer uses exact 'gelu')")
-    hidden = hf.get("hidden_size", 768)
-    num_labels = hf.get("num_labels", len(hf["id2label"]) if "id2label" in hf else 400)
-    values = dict(
-        img_size=hf.get("image_size", 224),
-        patch_size=hf.get("patch_size", 16),
-        in_chans=hf.get("num_channels", 3),
-        num_frames=hf.get("num_frames", 8),
-        embed_dim=hidden,
-        depth=hf.get("num_hidden_layers", 12),
-        num_heads=hf.get("num_attention_heads", 12),
-        mlp_ratio=hf.get("intermediate_size", 4 * hidden) / hidden,
-        qkv_bias=hf.get("qkv_bias", True),
-        num_classes=num_labels,
-        attention_type=hf.get("attention_type", "divided_space_time"),
-        drop_rate=float(hf.get("hidden_dropout_prob", 0.0)),
-        attn_drop_rate=float(hf.get("attention_probs_dropout_prob", 0.0)),
-        drop_path_rate=float(hf.get("drop_path_rate", 0.0)),
-        layer_norm_eps=float(hf.get("layer_norm_eps", 1e-6)),
-        init_std=float(hf.get("initializer_range", 0.02)),
-    )
-    values.update(overrides)
-    return model_config(values)
+        raise WeightsError(f"{what}: hidden_act={act!r} is not supported (TimeSformer uses exact 'gelu')")
+    hidden = _positive_int(hf, "hidden_size", 768, what)
+    values = {ours: hf.get(key, default) for key, (ours, default) in _HF_FIELDS.items()}
+    if "num_labels" not in hf and isinstance(hf.get("id2label"), dict):
+        values["num_classes"] = len(hf["id2label"])
+    values["mlp_ratio"] = _positive_int(hf, "intermediate_size", 4 * hidden, what) / hidden
+    try:
+        cfg = model_config(values)
+    except ConfigError as e:
+        message = re.sub(r"model\.\w+", lambda m: _HF_NAMES.get(m.group(0), m.group(0)), str(e))
+        raise WeightsError(f"{what}: {message}; fix that entry of the file") from e
+    return model_config(cfg, **overrides)
 
 
-def classes_from_id2label(id2label: dict[Any, str] | None) -> list[str] | None:
-    """Class names from `id2label`, or None when they are transformers' placeholders `LABEL_i`."""
+def classes_from_id2label(id2label: Any, what: str = "config.json") -> list[str] | None:
+    """Class names from `id2label`, or None when it is absent or holds transformers' placeholders `LABEL_i`.
+
+    Raises:
+        WeightsError: `id2label` does not map the indices 0..N-1 (as numbers or digit strings) to names.
+    """
     if not id2label:
         return None
-    by_index = {int(k): v for k, v in id2label.items()}
-    labels = [by_index.get(i, f"LABEL_{i}") for i in range(len(by_index))]
+    by_index = {}
+    if isinstance(id2label, dict):
+        by_index = {int(k): v for k, v in id2label.items() if re.fullmatch(r"\d+", str(k)) and isinstance(v, str)}
+    if not by_index or len(by_index) != len(id2label) or sorted(by_index) != list(range(len(by_index))):
+        shown = json.dumps(id2label, default=str)[:80]
+        raise WeightsError(
+            f'{what}: id2label must map the class indices 0..N-1 to names, like {{"0": "abseiling"}}; '
+            f"it is {shown}: fix it, or delete it to load the model without class names"
+        )
+    labels = [by_index[i] for i in range(len(by_index))]
     return None if all(re.fullmatch(r"LABEL_\d+", label) for label in labels) else labels
 
 
@@ -168,6 +208,7 @@ def checkpoint_from_hf(
     what: str,
     hf_config: dict[str, Any] | None = None,
     preprocessor: dict[str, Any] | None = None,
+    config_file: str | None = None,
 ) -> Checkpoint:
     """A `Checkpoint` from HF Timesformer tensors (classification or bare `TimesformerModel` names).
 
@@ -176,14 +217,15 @@ def checkpoint_from_hf(
         what: names the weights in error messages.
         hf_config: the `config.json` contents; without it the architecture is inferred from shapes.
         preprocessor: the `preprocessor_config.json` contents, for the normalisation mean and std.
+        config_file: names the config.json in error messages (default: `what`).
     """
     if not any(k.startswith("timesformer.") for k in state):  # TimesformerModel: no prefix, no classifier
         state = {f"timesformer.{k}": v for k, v in state.items()}
     ours, unmapped = state_dict_from_hf(state)
     ours.update({k: state[k] for k in unmapped})  # kept under their HF names: reported as unexpected
     if hf_config is not None:
-        model, guessed = config_from_hf(hf_config), []
-        classes = classes_from_id2label(hf_config.get("id2label"))
+        model, guessed = config_from_hf(hf_config, what=config_file or what), []
+        classes = classes_from_id2label(hf_config.get("id2label"), config_file or what)
     else:
         model, guessed = inferred_config(ours, what)
         classes = None
@@ -224,36 +266,13 @@ def read_hf_dir(directory: str | Path) -> Checkpoint:
         )
     pre = directory / "preprocessor_config.json"
     preprocessor = read_json(pre) if pre.is_file() else None
-    return checkpoint_from_hf(read_hf_weights(directory), f"'{directory}' (hf)", hf_config, preprocessor)
+    weights = read_hf_weights(directory)
+    return checkpoint_from_hf(weights, f"'{directory}' (hf)", hf_config, preprocessor, f"'{directory / 'config.json'}'")
 
 
-def save_hf(
-    directory: str | Path, model: nn.Module, config: Config | None = None, classes: list[str] | None = None
-) -> Path:
-    """Write `model` as a folder that `TimesformerForVideoClassification.from_pretrained` loads.
-
-    Args:
-        directory: the folder (created if needed); existing files of the same names are replaced atomically.
-        model: a `TimeSformer` with divided, joint or space_only attention (the schemes HF has).
-        config: the run config; its normalisation goes to `preprocessor_config.json`. Defaults to
-            `model.run_config` when present.
-        classes: class names for `id2label`; defaults to `model.classes` when present.
-    """
-    directory = Path(directory)
-    cfg: ModelConfig = model.cfg
-    config = config if config is not None else getattr(model, "run_config", None) or Config()
-    classes = classes if classes is not None else getattr(model, "classes", None)
-    if classes is not None and len(classes) != cfg.num_classes:
-        raise WeightsError(f"{len(classes)} class names for a head of {cfg.num_classes} classes")
-    hf_config = config_to_hf(cfg, dict(enumerate(classes)) if classes else None)
-    hf_config.update(model_type="timesformer", architectures=["TimesformerForVideoClassification"])
-    if not isinstance(hf_config["drop_path_rate"], int):
-        # transformers 5.x types drop_path_rate as int and refuses a config.json with 0.1; it only matters for training
-        log.warning("drop_path_rate=%s written as 0 in '%s/config.json' (transformers 5.x accepts only integers)",
-                    hf_config["drop_path_rate"], directory)  # fmt: skip
-        hf_config["drop_path_rate"] = 0
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict_to_hf(model.state_dict()).items()}
-    preprocessor = {
+def _preprocessor(cfg: ModelConfig, config: Config) -> dict[str, Any]:
+    """`preprocessor_config.json`: the video processor HF's Timesformer cards use, with our normalisation."""
+    return {
         "image_processor_type": "VideoMAEImageProcessor",
         "do_resize": True,
         "size": {"shortest_edge": cfg.img_size},
@@ -266,8 +285,41 @@ def save_hf(
         "image_mean": list(config.data.mean),
         "image_std": list(config.data.std),
     }
-    atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    for name, content in (("config.json", hf_config), ("preprocessor_config.json", preprocessor)):
+
+
+def save_hf(
+    directory: str | Path, model: nn.Module, config: Config | None = None, classes: list[str] | None = None
+) -> Path:
+    """Write `model` as a folder that `TimesformerForVideoClassification.from_pretrained` loads.
+
+    Args:
+        directory: the folder (created if needed). Its three files are all written to temporary files first and
+            renamed only when every one succeeded, so a failure (a full disk) leaves the old folder as it was.
+        model: a `TimeSformer` with divided, joint or space_only attention (the schemes HF has); a `tl.fuse`
+            copy is refused.
+        config: the run config; its normalisation goes to `preprocessor_config.json`. Defaults to
+            `model.run_config` when present.
+        classes: class names for `id2label`; defaults to `model.classes` when present.
+    """
+    directory = Path(directory)
+    state = reference_state(model, f"saving '{directory}'")
+    cfg: ModelConfig = model.cfg
+    config = config if config is not None else getattr(model, "run_config", None) or Config()
+    classes = classes if classes is not None else getattr(model, "classes", None)
+    if classes is not None and len(classes) != cfg.num_classes:
+        raise WeightsError(f"{len(classes)} class names for a head of {cfg.num_classes} classes")
+    hf_config = config_to_hf(cfg, dict(enumerate(classes)) if classes else None)
+    hf_config.update(model_type="timesformer", architectures=["TimesformerForVideoClassification"])
+    if not isinstance(hf_config["drop_path_rate"], int):
+        # transformers 5.x types drop_path_rate as int and refuses a config.json with 0.1; it only matters for training
+        log.warning("drop_path_rate=%s written as 0 in '%s/config.json' (transformers 5.x accepts only integers)",
+                    hf_config["drop_path_rate"], directory)  # fmt: skip
+        hf_config["drop_path_rate"] = 0
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict_to_hf(state).items()}
+    weights = directory / "model.safetensors"
+    writes = {weights: safetensors_writer(weights, tensors, {"format": "pt"})}
+    for name, content in (("preprocessor_config.json", _preprocessor(cfg, config)), ("config.json", hf_config)):
         text = json.dumps(content, indent=2) + "\n"
-        atomic_write(directory / name, lambda tmp, text=text: Path(tmp).write_text(text))
+        writes[directory / name] = lambda tmp, text=text: Path(tmp).write_text(text)
+    atomic_write_all(writes)
     return directory

@@ -4,15 +4,32 @@ Only `config.json`, `preprocessor_config.json` and the weights (`model.safetenso
 read with `weights_only`) are fetched, one `hf_hub_download` each: no code from a repo is ever downloaded,
 imported or run. Everything else is `huggingface_hub`'s: its cache (`HF_HUB_CACHE` / `HF_HOME`, default
 `~/.cache/huggingface/hub`), its progress bars (`HF_HUB_DISABLE_PROGRESS_BARS=1` hides them), offline mode
-(`HF_HUB_OFFLINE=1`: the cache only) and tokens for private or gated repos (`hf auth login` or `HF_TOKEN`).
+(`HF_HUB_OFFLINE=1`: the cache only), mirrors (`HF_ENDPOINT`) and tokens for private or gated repos (`hf auth login`
+or `HF_TOKEN`).
+
+The zoo's two deadlines bound it too (`fetch.Deadlines`): each read waits at most the stall deadline
+(`TIMESFORMER_LITE_DOWNLOAD_STALL`, set as huggingface_hub's `HF_HUB_DOWNLOAD_TIMEOUT` and etag timeout for the
+call, unless you set those), and the whole call ends at the overall deadline (`TIMESFORMER_LITE_DOWNLOAD_TIMEOUT`)
+with one line, whatever huggingface_hub's own retries would do (a stalled hub otherwise takes minutes per file:
+it retries the metadata request with a 60 s timeout, five times). The call then runs on in a background thread
+until huggingface_hub's own timeouts end it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+from .fetch import STALL_ENV, TIMEOUT_ENV, Deadlines
 from .io import WeightsError
+
+T = TypeVar("T")
 
 CONFIG = "config.json"
 PREPROCESSOR = "preprocessor_config.json"
@@ -56,19 +73,76 @@ def _hub_error(repo_id: str, revision: str | None, e: Exception) -> WeightsError
     return WeightsError(f"Hugging Face repo '{repo_id}': {type(e).__name__}: {first}")
 
 
-def hub_folder(repo_id: str, revision: str | None = None) -> Path:
+class _Late(Exception):
+    """The overall deadline passed before the call returned."""
+
+
+def _before(end: float, call: Callable[[], T]) -> T:
+    """`call()` in a daemon thread, waited for until `end` (a `time.monotonic()` value); `_Late` after that."""
+    box: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as e:  # handed to the caller's thread, which raises it
+            box["error"] = e
+
+    worker = threading.Thread(target=run, name="timesformer-lite hub download", daemon=True)
+    worker.start()
+    worker.join(max(end - time.monotonic(), 0.0))
+    if worker.is_alive():
+        raise _Late
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _read_timeouts(stall: float) -> Iterator[float]:
+    """huggingface_hub's download and etag timeouts at `stall` for this call, unless the user set them; yields the
+    etag timeout to pass."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    if "HF_HUB_DOWNLOAD_TIMEOUT" not in os.environ:  # read by huggingface_hub at each download, not only at import
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = stall
+    try:
+        yield constants.HF_HUB_ETAG_TIMEOUT if "HF_HUB_ETAG_TIMEOUT" in os.environ else stall
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = saved
+
+
+def hub_folder(
+    repo_id: str, revision: str | None = None, *, stall: float | None = None, timeout: float | None = None
+) -> Path:
     """The snapshot folder of `repo_id` in the hub cache, holding its config and weights (downloaded if needed).
 
     Args:
         repo_id: "org/name" of a transformers Timesformer (or ViT) model repo.
         revision: a branch, tag or commit hash; None is the default branch.
+        stall: seconds each read may wait (default `$TIMESFORMER_LITE_DOWNLOAD_STALL`, else 30).
+        timeout: seconds for the whole call (default `$TIMESFORMER_LITE_DOWNLOAD_TIMEOUT`, else 3600).
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError
 
+    limits = Deadlines.resolve(stall, timeout)
+    end = time.monotonic() + limits.total
+
     def get(filename: str, optional: bool = False) -> Path | None:
         try:
-            return Path(hf_hub_download(repo_id, filename, revision=revision))
+            with _read_timeouts(limits.stall) as etag_timeout:
+                return Path(
+                    _before(
+                        end, lambda: hf_hub_download(repo_id, filename, revision=revision, etag_timeout=etag_timeout)
+                    )
+                )
+        except _Late:
+            raise WeightsError(
+                f"Hugging Face repo '{repo_id}': {filename} did not arrive within the overall deadline of "
+                f"{limits.total:g} s ({TIMEOUT_ENV}); the hub is slow or unreachable: try again, or raise "
+                f"{TIMEOUT_ENV} (each read waits up to {limits.stall:g} s, {STALL_ENV})"
+            ) from None
         except EntryNotFoundError:
             if optional:
                 return None

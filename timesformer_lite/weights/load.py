@@ -73,7 +73,8 @@ def _read_folder(path: Path, source: str | None) -> Checkpoint:
     if source == "hf":
         return read_hf_dir(path)
     if source == "hf_vit":
-        return checkpoint_from_hf_vit(read_hf_weights(path), f"'{path}' (hf_vit)", read_json(path / "config.json"))
+        config = path / "config.json"
+        return checkpoint_from_hf_vit(read_hf_weights(path), f"'{path}' (hf_vit)", read_json(config), f"'{config}'")
     raise WeightsError(f"'{path}/config.json' has model_type={model_type!r}; supported: 'timesformer', 'vit'")
 
 

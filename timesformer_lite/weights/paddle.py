@@ -33,7 +33,7 @@ import torch
 from ..config import Config
 from .checkpoint import Checkpoint
 from .infer import inferred_config
-from .io import WeightsError, first_line
+from .io import WeightsError, check_format, first_line, refused
 
 try:  # numpy >= 2 moved the internals; files written under either version name their own module
     from numpy._core import multiarray, numeric
@@ -63,6 +63,10 @@ _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
 
 class _TooLarge(Exception):
     """The pickle asks for more bytes than the file holds."""
+
+
+class _Refused(pickle.UnpicklingError):
+    """The pickle names a global that arrays never need; `args[0]` is its "module.name"."""
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -105,12 +109,18 @@ class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         found = self.globals.get((module, name))
         if found is None:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+            raise _Refused(f"{module}.{name}")
         return found
 
 
 def read_pdparams(path: str | Path) -> dict[str, Any]:
-    """The dict a `.pdparams` holds (numpy arrays and bookkeeping entries), unpickled with `_ArraysOnly`."""
+    """The dict a `.pdparams` holds (numpy arrays and bookkeeping entries), unpickled with `_ArraysOnly`.
+
+    Raises:
+        WeightsError: the file is another format (a torch file named `.pdparams`), names a global that arrays
+            never need (refused before anything runs), would take more memory than its size, or is damaged.
+    """
+    check_format(path, None, "PaddleVideo's format")
     size = Path(path).stat().st_size
     too_large = WeightsError(
         f"refusing to load '{path}': its arrays would take more than its {size:,} bytes "
@@ -121,17 +131,15 @@ def read_pdparams(path: str | Path) -> dict[str, Any]:
             obj = _ArraysOnly(f, size).load()
     except _TooLarge:
         raise too_large from None
-    except pickle.UnpicklingError as e:
-        if "is not allowed" not in str(e):
-            raise WeightsError(f"'{path}' is not a readable .pdparams: {first_line(e)}; is it truncated?") from e
-        raise WeightsError(
-            f"refusing to load '{path}': it names a Python global a .pdparams of arrays never needs ({e}); "
-            "it may run code. Re-save it with paddle.save(layer.state_dict(), path)"
-        ) from e
+    except _Refused as e:
+        fix = "a .pdparams of arrays never needs it (re-save it with paddle.save(layer.state_dict(), path))"
+        raise refused(path, e.args[0], fix) from e
     except Exception as e:  # a damaged pickle raises almost any type from inside the unpickler
-        raise WeightsError(f"'{path}' is not a readable .pdparams: {first_line(e)}") from e
+        raise WeightsError(
+            f"'{path}' is not a readable .pdparams ({first_line(e)}); is it damaged or truncated?"
+        ) from e
     if not isinstance(obj, dict):
-        raise WeightsError(f"'{path}' holds a {type(obj).__name__}, not a dict of arrays")
+        raise WeightsError(f"'{path}' holds {type(obj).__name__!r}, not a dict of arrays; is it a .pdparams?")
     # one array under many keys costs nothing here but a copy per key later
     if sum(v.nbytes for v in obj.values() if isinstance(v, np.ndarray)) > size:
         raise too_large

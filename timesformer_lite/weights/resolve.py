@@ -1,7 +1,7 @@
 """What a checkpoint string names: a local path (always first), a zoo entry, or a Hugging Face hub repo id.
 
     resolve("runs/toy/best.pt")                          # a path: used as it is
-    resolve("paddlevideo/timesformer-k400")              # the zoo: downloaded once into the cache
+    resolve("paddlevideo/timesformer-k400")              # the zoo: downloaded once into the cache, verified each use
     resolve("facebook/timesformer-base-finetuned-k400")  # the hub: huggingface_hub's cache, then the HF reader
 
 `read_weights` calls it first, so every place that takes a checkpoint path (`load_pretrained`, `predict
@@ -20,7 +20,7 @@ from ..config import model_config
 from .checkpoint import Checkpoint
 from .hub import hub_folder, is_repo_id
 from .io import WeightsError
-from .zoo import ZOO, class_list, download
+from .zoo import ZOO, class_list, download, url_of
 
 
 @dataclass
@@ -81,7 +81,7 @@ def resolve(path: str | Path, revision: str | None = None) -> Resolved:
         file = download(name)
         return Resolved(
             file,
-            note=f"zoo entry {name!r} ({entry.url}), read from '{file}'",
+            note=f"zoo entry {name!r} ({url_of(entry) or 'shipped with the package'}), read from '{file}'",
             source=entry.source,
             overrides=dict(entry.overrides),
             classes=class_list(entry.classes) if entry.classes else None,

@@ -21,9 +21,9 @@ from torch import Tensor
 from ..config import Config, ModelConfig
 from ..model.blocks import SCHEMES
 from .checkpoint import Checkpoint
-from .hf import classes_from_id2label
+from .hf import classes_from_id2label, config_from_hf
 from .infer import inferred_config
-from .io import WeightsError, check_zip_size, first_line
+from .io import WeightsError, check_format, check_zip_size, first_line
 
 
 def inflate(state: dict[str, Tensor], cfg: ModelConfig) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -162,7 +162,10 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
                     )
                     shape, _, dtype = header(member)
                     if dtype.hasobject:
-                        raise WeightsError(f"'{path}': array {info.filename!r} holds Python objects; refusing it")
+                        raise WeightsError(
+                            f"refusing to load '{path}': array {info.filename!r} holds pickled Python objects, and "
+                            "unpickling them could run code; weights are plain numeric arrays (np.savez of floats)"
+                        )
                     need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
                     if need != info.file_size - member.tell():
                         raise WeightsError(
@@ -174,6 +177,7 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
     except WeightsError:
         raise
     except Exception as e:  # zipfile, zlib and numpy raise many types for a damaged file
+        check_format(path, "npz", "a .npz of arrays")
         raise WeightsError(f"'{path}' is not a readable .npz of plain arrays: {first_line(e)}") from e
 
 
@@ -201,7 +205,9 @@ _HF_VIT_TOP = [
 _HF_VIT_UNUSED = ("pooler.", "embeddings.mask_token")  # ViTModel extras TimeSformer has no use for
 
 
-def checkpoint_from_hf_vit(state: dict[str, Tensor], what: str, hf_config: dict[str, Any] | None = None) -> Checkpoint:
+def checkpoint_from_hf_vit(
+    state: dict[str, Tensor], what: str, hf_config: dict[str, Any] | None = None, config_file: str | None = None
+) -> Checkpoint:
     """HF `ViTModel` / `ViTForImageClassification` tensors: separate query/key/value become the fused qkv.
 
     Both the Hub names (`vit.encoder.layer.i.attention.attention.query`) and transformers 5.x's in-memory
@@ -212,6 +218,7 @@ def checkpoint_from_hf_vit(state: dict[str, Tensor], what: str, hf_config: dict[
         what: names the weights in error messages.
         hf_config: the `config.json` contents (heads, eps, labels); without it, heads of width 64 and HF's
             default LayerNorm eps 1e-12.
+        config_file: names the config.json in error messages (default: `what`).
     """
     out: dict[str, Tensor] = {}
     notes, unused = [], []
@@ -243,12 +250,10 @@ def checkpoint_from_hf_vit(state: dict[str, Tensor], what: str, hf_config: dict[
     defaults: dict[str, Any] = {"layer_norm_eps": 1e-12}
     classes = None
     if hf_config is not None:
-        act = hf_config.get("hidden_act", "gelu")
-        if act != "gelu":
-            raise WeightsError(f"{what}: hidden_act={act!r}; TimeSformer blocks use exact 'gelu'")
-        defaults = {
-            "num_heads": hf_config.get("num_attention_heads", 12),
-            "layer_norm_eps": float(hf_config.get("layer_norm_eps", 1e-12)),
-        }
-        classes = classes_from_id2label(hf_config.get("id2label")) if "head.weight" in out else None
+        # the checks of a Timesformer config.json, with ViT's LayerNorm default: each bad entry is named
+        hf = config_from_hf({"layer_norm_eps": 1e-12, **hf_config}, what=config_file or what)
+        defaults = {"num_heads": hf.num_heads, "layer_norm_eps": hf.layer_norm_eps}
+        classes = (
+            classes_from_id2label(hf_config.get("id2label"), config_file or what) if "head.weight" in out else None
+        )
     return _image_checkpoint(out, what, "hf_vit", notes, classes, **defaults)

@@ -6,9 +6,18 @@
 
 Each `ZooEntry` records where the file is, what `load_pretrained` must be told about it (the format and the
 architecture fields the file does not hold), the class list of its dataset, and the accuracy its source
-reports. Downloads go to `~/.cache/timesformer_lite/<name>/<file>` (or `$TIMESFORMER_LITE_CACHE`): written
-to `<file>.part`, resumed with an HTTP Range request after an interruption, checked against the sha256 where
-one is known, then renamed. A later call finds the file and touches no network.
+reports. `timesformer-lite/toy-divided` is the package's own toy model, served from the package, never
+downloaded. The others download to `~/.cache/timesformer_lite/<name>/<file>` (or `$TIMESFORMER_LITE_CACHE`)
+through `fetch`: resumed onto the same file only, checked against the published sha256 where one is known and
+otherwise against what its format must be, then renamed, its sha256 recorded beside it. Every later call verifies
+the cached file against that digest (no network); a file that fails is removed, with a line saying so, and
+downloaded again. `$TIMESFORMER_LITE_ZOO_MIRROR` replaces the zoo's hosts: the file is then fetched from
+`<mirror>/<name>/<file>`, the layout of the cache, so a copy of a cache folder on any static HTTP server is a
+mirror.
+
+Digests: only the timm file's name carries one (the first 8 hex digits of its sha256, torch.hub's convention);
+PaddleVideo, PaddleClas and the facebookresearch README publish none for their files, and no public model card,
+release page or LFS pointer holding these exact files was found (docs/weights.md).
 
 Class lists (`CLASS_LISTS`) are package data in `weights/classes/`, one name per line in label order:
 kinetics400 (PaddleVideo's `Kinetics-400_label_list.txt`: the sorted class names, the order of the official,
@@ -19,19 +28,16 @@ Something-Something-v2's `something-something-v2-labels.json`, as in mmaction2's
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
 
-from tqdm import tqdm
-
+from ..assets import toy_history, toy_model_path
+from .fetch import Deadlines, cache_problem, fetch, forget
 from .io import WeightsError
 
 try:
@@ -40,6 +46,7 @@ except ImportError:  # Windows
     fcntl = None
 
 CACHE_ENV = "TIMESFORMER_LITE_CACHE"
+MIRROR_ENV = "TIMESFORMER_LITE_ZOO_MIRROR"
 CLASSES_DIR = Path(__file__).parent / "classes"
 CLASS_LISTS = {"kinetics400": 400, "kinetics600": 600, "ssv2": 174}  # name -> number of classes
 
@@ -50,7 +57,7 @@ class ZooEntry:
 
     Args:
         name: what `load_pretrained` / `download` take, "org/model".
-        url: where the file is downloaded from.
+        url: where the file is downloaded from; "" for a file shipped with the package.
         source: the format for `load_pretrained(source=...)`.
         overrides: `ModelConfig` fields the file does not record (heads, scheme, frames for an ImageNet init).
         classes: the `CLASS_LISTS` name of its head's labels, or None (ImageNet heads are replaced on load).
@@ -58,6 +65,7 @@ class ZooEntry:
         sha256: the published digest, or its first hex digits (torch.hub's `name-<digits>.pth` convention);
             None where the source publishes none (the digest is printed after the first download).
         about: one line on what it is.
+        shipped: the file, for an entry shipped with the package (never downloaded, never cached).
     """
 
     name: str
@@ -68,10 +76,16 @@ class ZooEntry:
     accuracy: str = ""
     sha256: str | None = None
     about: str = ""
+    shipped: Path | None = None
 
     @property
     def filename(self) -> str:
-        return self.url.split("?")[0].rsplit("/", 1)[-1]
+        return self.shipped.name if self.shipped else self.url.split("?")[0].rsplit("/", 1)[-1]
+
+    @property
+    def where(self) -> str:
+        """Where the file comes from, for messages: its URL, or the package."""
+        return self.url or f"shipped with the package: '{self.shipped}'"
 
 
 def _official(name: str, file: str, dataset: str, top: str, about: str) -> ZooEntry:
@@ -87,11 +101,26 @@ def _official(name: str, file: str, dataset: str, top: str, about: str) -> ZooEn
     )
 
 
+def _toy() -> ZooEntry:
+    """The toy model shipped with the package (`make run`'s), with the test numbers of the run that made it."""
+    run = toy_history()
+    return ZooEntry(
+        name="timesformer-lite/toy-divided",
+        url="",
+        source="ours",
+        accuracy=f"toy motions test top-1 {run['test_top1']:.1%}, within pairs {run['test_within_pair']:.1%} "
+        f"(multi-view test protocol; {run['date']})",
+        about="the course's toy model: divided space-time, 8 frames at 32, 10 toy motions (a start for fine-tuning)",
+        shipped=toy_model_path(),
+    )
+
+
 _INIT = {"num_heads": 12, "attention_type": "divided_space_time", "num_frames": 8}  # the reference recipe's video model
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in [
+        _toy(),
         ZooEntry(
             name="paddlevideo/timesformer-k400",
             url="https://videotag.bj.bcebos.com/PaddleVideo-release2.2/TimeSformer_k400.pdparams",
@@ -163,123 +192,81 @@ def entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def download(name: str, dir: str | Path | None = None, progress: bool | None = None) -> Path:
-    """The local file of zoo entry `name`, downloaded first if it is not there yet.
+def url_of(e: ZooEntry) -> str:
+    """Where `e` is downloaded from: its URL, or `$TIMESFORMER_LITE_ZOO_MIRROR/<name>/<file>` when that is set."""
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if not mirror or e.shipped is not None:
+        return e.url
+    if not mirror.startswith(("http://", "https://")):
+        raise WeightsError(
+            f"{MIRROR_ENV}={mirror!r} is not an http(s) URL; set it to a server laid out like the cache "
+            "(<mirror>/<name>/<file>), e.g. https://mirror.example/timesformer_lite, or unset it"
+        )
+    return f"{mirror.rstrip('/')}/{e.name}/{e.filename}"
+
+
+def cache_state(e: ZooEntry) -> str:
+    """What `download --list` says of `e`'s file: in the package, downloaded and verified, damaged, or ""."""
+    if e.shipped is not None:
+        return "in the package"
+    dest = cache_dir() / e.name / e.filename
+    if not dest.is_file():
+        return ""
+    problem = cache_problem(dest, e.sha256, record=False)
+    return "downloaded, verified" if problem is None else f"downloaded, but it {problem}: the next use fetches it again"
+
+
+def download(
+    name: str,
+    dir: str | Path | None = None,
+    progress: bool | None = None,
+    *,
+    stall: float | None = None,
+    timeout: float | None = None,
+) -> Path:
+    """The local file of zoo entry `name`, verified; downloaded first if it is not there or fails verification.
+
+    A cached file is verified on every call (its sha256 against the published one, else the one recorded when it
+    was downloaded); one that fails is removed, with a line on stderr saying so, and downloaded again.
 
     Args:
         name: a `ZOO` key, e.g. "paddlevideo/timesformer-k400".
         dir: the folder for the file; default `cache_dir() / name`.
         progress: show a progress bar (tqdm, on stderr); None shows one when stderr is a terminal.
+        stall: seconds without a byte before the download ends (default `$TIMESFORMER_LITE_DOWNLOAD_STALL`, else 30).
+        timeout: seconds for the whole download (default `$TIMESFORMER_LITE_DOWNLOAD_TIMEOUT`, else 3600).
 
     Returns:
         The path of the complete, verified file.
     """
     e = entry(name)
+    if e.shipped is not None:  # in the package: nothing to download; --dir asks for a copy
+        if dir is None:
+            return e.shipped
+        Path(dir).mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(e.shipped, Path(dir) / e.filename))
+    url = url_of(e)
+    Deadlines.resolve(stall, timeout)  # a bad setting is reported before anything is read
     dest = (Path(dir) if dir is not None else cache_dir() / name) / e.filename
-    if dest.is_file():
-        return dest
-    with _exclusive(dest):  # DDP ranks loading the same name: one downloads, the others then find the file
+    with _exclusive(dest):  # DDP ranks loading the same name: one verifies or downloads, the others then find it
         if dest.is_file():
-            return dest
-        return fetch(e.url, dest, e.sha256, progress=progress, what=name)
+            problem = cache_problem(dest, e.sha256)
+            if problem is None:
+                return dest
+            forget(dest)
+            print(f"{name}: the cached file '{dest}' {problem}; removed it, downloading it again", file=sys.stderr)
+        return fetch(url, dest, e.sha256, progress=progress, what=name, stall=stall, timeout=timeout)
 
 
 @contextlib.contextmanager
 def _exclusive(dest: Path) -> Iterator[None]:
-    """Hold an advisory lock on `dest.lock` (POSIX `flock`; no lock where there is none, e.g. Windows)."""
+    """Hold an advisory lock on `dest.lock` (POSIX `flock`; no lock where there is none, e.g. Windows, or where the
+    folder is read-only: a shared cache that nobody downloads into)."""
+    if dest.is_file() and not os.access(dest.parent, os.W_OK):  # nobody can replace the file: nothing to lock
+        yield
+        return
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(dest.with_name(dest.name + ".lock"), "w") as f:
         if fcntl is not None:
             fcntl.flock(f, fcntl.LOCK_EX)
         yield
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _transfer(url: str, part: Path, bar_desc: str, progress: bool) -> tuple[int, int | None]:
-    """One request for the bytes `part` lacks (a Range request when it has some), appended to it.
-
-    Returns:
-        The size of `part` afterwards and the full size the server announced (None when it did not).
-    """
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "timesformer-lite"} | ({"Range": f"bytes={have}-"} if have else {})
-    with urlopen(Request(url, headers=headers), timeout=60) as resp:
-        if have and resp.status != 206:  # the server ignored the Range header: start again
-            have = 0
-        length = resp.headers.get("Content-Length")
-        total = have + int(length) if length is not None else None
-        with (
-            open(part, "ab" if have else "wb") as f,
-            tqdm(desc=bar_desc, total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                 disable=not progress, file=sys.stderr) as bar,
-        ):  # fmt: skip
-            while chunk := resp.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-    return part.stat().st_size, total
-
-
-def fetch(
-    url: str, dest: Path, sha256: str | None = None, *, progress: bool | None = None, what: str = "", retries: int = 3
-) -> Path:
-    """Download `url` to `dest` through `dest.part`: resumed after interruptions, verified, then renamed.
-
-    Args:
-        url: http(s) URL.
-        dest: the final path; its folder is created.
-        sha256: the expected digest (or a prefix of it); a mismatch deletes the file and raises.
-            None prints the digest once the file is complete, so it can be pinned.
-        progress: a tqdm bar on stderr; None shows one when stderr is a terminal.
-        what: names the download in messages (default: the file name).
-        retries: further requests after a transfer stops early, each resuming where the last one ended.
-    """
-    what = what or dest.name
-    progress = sys.stderr.isatty() if progress is None else progress
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    size, total, error = 0, None, None
-    for _ in range(retries + 1):
-        before = part.stat().st_size if part.exists() else 0
-        try:
-            size, total = _transfer(url, part, dest.name, progress)
-            error = None
-        except HTTPError as e:
-            if e.code == 416 and before:  # the partial file is not a prefix of the server's: start again
-                part.unlink()
-                continue
-            raise WeightsError(f"downloading {what} failed: {url} answered HTTP {e.code} {e.reason}") from e
-        except URLError as e:  # no connection at all: DNS, refused, unreachable
-            raise WeightsError(
-                f"cannot download {what}: {url} is unreachable ({e.reason}); connect to the internet, or download "
-                f"the file elsewhere and put it at '{dest}'"
-            ) from e
-        except (OSError, http.client.HTTPException) as e:  # the connection broke during the transfer
-            error, size = e, part.stat().st_size if part.exists() else 0
-            if size == before:  # no progress: trying again would not help
-                break
-            continue
-        if total is None or size >= total:
-            break
-    if error is not None or total is not None and size < total:
-        raise WeightsError(
-            f"downloading {what} stopped at {size} of {total or '?'} bytes ({error or 'connection closed early'}); "
-            f"run the same command again to resume from '{part}'"
-        )
-    digest = sha256_of(part)
-    if sha256 is not None and not digest.startswith(sha256.lower()):
-        part.unlink()
-        raise WeightsError(
-            f"{what}: the downloaded file has sha256 {digest}, expected {sha256}; it was deleted (damaged or changed "
-            "on the server): download it again"
-        )
-    os.replace(part, dest)
-    if sha256 is None:
-        print(f"{what}: sha256 {digest} (its source publishes none; compare it to pin this file)", file=sys.stderr)
-    return dest
