@@ -49,9 +49,10 @@ def block_marks(name: str) -> tuple[str, str]:
 def read_block(text: str, name: str) -> list[str]:
     """The lines between the marks of block `name` in `text` (a ValueError naming the block when it is missing)."""
     start, end = block_marks(name)
-    if start not in text or end not in text:
+    if start not in text or end not in text.split(start, 1)[1]:
         raise ValueError(f"README block '{name}' is missing: add the lines {start!r} and {end!r}")
-    return text.split(start + "\n", 1)[1].split(end, 1)[0].rstrip("\n").split("\n")
+    inside = text.split(start, 1)[1].split(end, 1)[0].strip("\n")
+    return inside.split("\n") if inside else []
 
 
 def write_block(name: str, lines: list[str], path: Path | None = None) -> None:
@@ -64,9 +65,10 @@ def write_block(name: str, lines: list[str], path: Path | None = None) -> None:
     """
     path = path or README
     text = path.read_text()
+    read_block(text, name)  # both marks are there
     start, end = block_marks(name)
-    old = "\n".join(read_block(text, name))
-    path.write_text(text.replace(f"{start}\n{old}\n{end}", "\n".join([start, *lines, end]), 1))
+    head, rest = text.split(start, 1)
+    path.write_text(head + "\n".join([start, *lines, end]) + rest.split(end, 1)[1])
 
 
 def cpu_info(key: str) -> str:

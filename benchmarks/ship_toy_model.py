@@ -27,11 +27,12 @@ from timesformer_lite.assets import ASSETS, toy_model_path
 def readme_lines(history: dict, size_bytes: int) -> list[str]:
     """The README's account of the shipped model (its "toy_model" block), every number read from its record."""
     return [
-        "The divided model of one such run is shipped with the package (`timesformer_lite/assets/toy_divided.safetensors`, "
-        f"{size_bytes / 1e3:.0f} kB, with its per-epoch history; `{history['command']}` on {history['date']}, toy data "
-        f"recipe {history['data']}: {100 * history['test_top1']:.1f} % test top-1 and "
-        f"{100 * history['test_within_pair']:.1f} % within pairs after {history['epochs']} epochs, best validation "
-        f"top-1 {100 * history['best_val_top1']:.1f} % at epoch {history['best_epoch']})."
+        "The divided model of one such run is shipped with the package "
+        f"(`timesformer_lite/assets/toy_divided.safetensors`, {size_bytes / 1e3:.0f} kB, with its per-epoch history; "
+        f"`{history['command']}` on {history['date']}, toy data recipe {history['data']}: "
+        f"{100 * history['test_top1']:.1f} % test top-1 and {100 * history['test_within_pair']:.1f} % within pairs "
+        f"after {history['epochs']} epochs, best validation top-1 {100 * history['best_val_top1']:.1f} % at epoch "
+        f"{history['best_epoch']})."
     ]
 
 

@@ -98,7 +98,10 @@ def test_param_groups_put_the_head_first_and_scale_the_backbone(monkeypatch):
     skip = model.no_weight_decay()
     assert decayed == {id(p) for n, p in model.named_parameters() if p.ndim > 1 and n not in skip}
     sgd = build_optimizer(model, tl.load_config("smoke", ["train.optimizer=sgd"]).train, lr=0.1)
-    assert [g["lr"] for g in sgd.param_groups] == [0.1, 0.1] and all(g["nesterov"] for g in sgd.param_groups)
+    assert [g["lr"] for g in sgd.param_groups] == [0.1] and sgd.param_groups[0]["nesterov"]  # one lr: one group
+    plain = param_groups(model, tl.load_config("smoke").train, lr=0.004)  # the recipe's own groups, as before
+    assert [(g["lr"], g["weight_decay"]) for g in plain] == [(0.004, 0.05), (0.004, 0.0)]
+    assert sum(len(g["params"]) for g in plain) == len(list(model.parameters()))
     assert freeze_backbone(model) == len(list(model.parameters())) - 2
     assert [len(g["params"]) for g in param_groups(model, t, lr=0.004)] == [1, 1]  # frozen tensors left out
 

@@ -20,11 +20,11 @@ one-pixel signed-distance ramp; i.i.d. pixel noise sigma 0.04 per frame.
 - fade: radius 5-8, opacity linear from 0-0.15 to 0.85-1.0.
 
 Clips are written as H.264 mp4 by a process pool: libx264, yuv420p, 8 fps, one thread per encoder, and every
-frame coded alike: intra only (`keyint=1`) at one constant quantiser (qp 27), so no frame is a sharper key
-frame and a clip encoded backwards decodes to exactly its frames backwards (PSNR 26.6 dB against the raw frames
-at every frame position; `python benchmarks/bench_decode.py --toy` measures it). Every clip has its own generator seeded by (seed, split, class, index), so the output does not
-depend on the number of processes. Splits: `per_class` train clips per class, `max(per_class // 20, 2)`
-val and test clips per class (1000 -> 1000/50/50). Files: `OUT/{split}/{class}/{index:05d}.mp4`, list
+frame coded alike: intra only (`keyint=1`) at one constant quantiser (qp 27), so no frame is a sharper key frame
+and a clip encoded backwards decodes to exactly its frames backwards (PSNR 26.6 dB against the raw frames at every
+frame position; `python benchmarks/bench_decode.py --toy` measures it). Every clip has its own generator seeded
+by (seed, split, class, index), so the output does not depend on the number of processes. Splits: `per_class`
+train clips per class, `max(per_class // 20, 2)` val and test clips per class (1000 -> 1000/50/50). Files: `OUT/{split}/{class}/{index:05d}.mp4`, list
 files `OUT/{train,val,test}.txt` (`split/class/00000.mp4 label`), `OUT/classes.txt`, `OUT/toy_meta.json`.
 """
 
@@ -65,8 +65,9 @@ FPS = 8
 # Every frame an I-frame at one quantiser: a codec with key frames and rate control codes frames by their position
 # (under v5's crf 23 the first frame decoded 1.6 dB sharper than the rest), which an order-blind model can read as
 # time order. A constant qp also switches off rate control, adaptive quantisation and mb-tree, so a frame's bytes
-# depend on that frame alone (ipratio=1: I-frames get qp itself, not qp - 3). qp 27 keeps v5's size and quality
-# (26.6 dB against 26.0 dB, 3.1 kB against 2.6 kB per clip; qp 0, lossless but for 4:2:0 chroma, takes 10 kB).
+# depend on that frame alone (ipratio=1: I-frames get qp itself, not qp - 3). qp 27 stays close to v5's size and
+# quality (26.6 dB against 26.0 dB, 3.1 kB against 2.6 kB per clip; qp 0, lossless but for 4:2:0 chroma, takes
+# 10 kB).
 X264_OPTIONS = {"qp": "27", "preset": "veryfast", "x264-params": "keyint=1:ipratio=1"}
 
 

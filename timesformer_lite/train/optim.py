@@ -39,9 +39,11 @@ def freeze_backbone(model: nn.Module) -> int:
 
 
 def param_groups(model: nn.Module, cfg: TrainConfig, lr: float) -> list[dict]:
-    """The optimizer's groups: the head's first (its lr is the one the trainer logs), then the backbone's at
-    `lr * cfg.backbone_lr_scale`; with AdamW each is split again into decayed weight matrices and the rest
-    (biases, norms, the cls/position/time embeddings). Frozen parameters are left out; empty groups dropped.
+    """The optimizer's groups: parameters at the head's learning rate first (its lr is the one the trainer logs),
+    then the backbone's at `lr * cfg.backbone_lr_scale` when that differs; with AdamW each is split again into
+    decayed weight matrices and the rest (biases, norms, the cls/position/time embeddings). Frozen parameters are
+    left out; empty groups dropped. At `backbone_lr_scale=1` the groups are the plain recipe's (SGD: one;
+    AdamW: decayed, then not), so a checkpoint written before the split resumes.
 
     Args:
         model: the model (not a DDP or compiled wrapper: names must be the model's own).
@@ -49,18 +51,15 @@ def param_groups(model: nn.Module, cfg: TrainConfig, lr: float) -> list[dict]:
         lr: the head's learning rate, already scaled for the global batch.
     """
     skip = getattr(model, "no_weight_decay", lambda: set())() if cfg.optimizer == "adamw" else set()
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
+            scale = 1.0 if is_head(name) else cfg.backbone_lr_scale
             decay = cfg.optimizer == "sgd" or not (p.ndim <= 1 or name in skip)
-            groups.setdefault((not is_head(name), decay), []).append(p)
+            groups.setdefault((scale, decay), []).append(p)
+    order = sorted(groups, key=lambda key: (key[0] != 1.0, not key[1]))
     return [
-        {
-            "params": params,
-            "lr": lr * (cfg.backbone_lr_scale if backbone else 1.0),
-            "weight_decay": cfg.weight_decay if decay else 0.0,
-        }
-        for (backbone, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
+        {"params": groups[key], "lr": lr * key[0], "weight_decay": cfg.weight_decay if key[1] else 0.0} for key in order
     ]
 
 
