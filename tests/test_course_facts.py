@@ -11,7 +11,6 @@ against what they count or compute.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import itertools
 import json
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import tomllib
+from bench_scripts import BENCH, bench_module
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -113,25 +113,12 @@ def test_stated_class_counts_and_frame_sizes_match_the_toy_preset(path: Path):
 
 # ---- numbers about runs: read from the record they come from (issue 20) ----------------------------------------
 
-BENCH = REPO / "benchmarks"
-
-
-def _bench_module(name: str):
-    """A script of benchmarks/ (not part of the package), loaded from its file as its own name."""
-    if str(BENCH) not in sys.path:
-        sys.path.append(str(BENCH))
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_the_readme_states_each_recorded_run_as_its_record_says():
     """The README's sentences about Table 1, the toy lesson and the shipped toy model are written from their records
     by the scripts that record them (`--record`); a record changed by hand, or prose edited past its record, fails."""
-    results, readme = _bench_module("results"), (REPO / "README.md").read_text()
-    table1, lesson, ship = _bench_module("table1"), _bench_module("toy_lesson"), _bench_module("ship_toy_model")
+    results, readme = bench_module("results"), (REPO / "README.md").read_text()
+    table1, lesson, ship = bench_module("table1"), bench_module("toy_lesson"), bench_module("ship_toy_model")
     from timesformer_lite.assets import toy_history, toy_model_path
 
     expected = {

@@ -10,7 +10,6 @@ full-size run shipped in benchmarks/table1.json meets the issue's targets.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -22,16 +21,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+from bench_scripts import BENCH, bench_module
 
 import timesformer_lite
 import timesformer_lite.train.trainer
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-spec = importlib.util.spec_from_file_location("table1", BENCH / "table1.py")
-table1 = importlib.util.module_from_spec(spec)
-sys.modules["table1"] = table1  # --jobs 2 pickles its worker function by name (importlib's own recipe)
-spec.loader.exec_module(table1)
-import results  # noqa: E402  (benchmarks/results.py, on the path table1 sets)
+table1, results = bench_module("table1"), bench_module("results")
 
 SCHEMES = {"divided_space_time", "joint_space_time", "space_only", "sparse_local_global", "axial"}
 SMOKE = ["--preset", "smoke", "--seeds", "2", "train.device=cpu"]

@@ -7,15 +7,14 @@ to end at smoke size; the shipped record is complete and its headline numbers ar
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 import torch
+from bench_scripts import BENCH, bench_module
 from safetensors.torch import load_file
 
 import timesformer_lite as tl
@@ -26,11 +25,7 @@ from timesformer_lite.train.pretrain import save_timm_vit, stills_overrides
 from timesformer_lite.train.trainer import build_model
 from timesformer_lite.weights import WeightsError
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-spec = importlib.util.spec_from_file_location("transfer", BENCH / "transfer.py")
-transfer = importlib.util.module_from_spec(spec)
-sys.modules["transfer"] = transfer  # --jobs 2 pickles its worker function by name
-spec.loader.exec_module(transfer)
+transfer = bench_module("transfer")
 
 
 def test_a_still_is_labelled_by_its_shape_and_the_quarter_its_centre_lies_in():
