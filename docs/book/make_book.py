@@ -243,11 +243,17 @@ def write_pages(src: Path, paths: list[Path], seconds: dict[str, float]) -> None
 
 
 def sphinx(src: Path, out: Path, scratch: Path) -> None:
-    """sphinx-build with docs/book/conf.py; warnings are errors, so a broken link or page fails the build."""
-    shutil.rmtree(out, ignore_errors=True)
+    """sphinx-build with docs/book/conf.py; warnings are errors, so a broken link or page fails the build.
+
+    The site is built inside `scratch` and then moved to `out`: myst-nb writes the notebooks' outputs beside the
+    build folder (`../jupyter_execute`), which must not be the repository's root."""
+    html = scratch / "html"
+    shutil.rmtree(html, ignore_errors=True)
     cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(BOOK_DIR), "-W", "--keep-going", "-q"]
-    cmd += ["-d", str(scratch / "doctrees"), str(src), str(out)]
+    cmd += ["-d", str(scratch / "doctrees"), str(src), str(html)]
     subprocess.run(cmd, check=True)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.move(html, out)
 
 
 def slowest_first(paths: list[Path], scratch: Path) -> list[Path]:
