@@ -29,14 +29,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import json
-import multiprocessing
 import os
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -44,7 +41,7 @@ import torch
 
 import timesformer_lite as tl
 from timesformer_lite.data import build_dataset
-from timesformer_lite.data.loader import pool_worker_init, usable_cores
+from timesformer_lite.data.loader import usable_cores
 from timesformer_lite.data.toy import ensure_toy_data
 from timesformer_lite.train import run
 from timesformer_lite.train.evaluate import evaluate
@@ -54,6 +51,7 @@ from timesformer_lite.utils import count_parameters, model_flops
 BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:  # `results` beside this file; job processes find this module as `table1`
     sys.path.append(str(BENCH))
+from jobs import check_jobs, run_all, threads_per_job  # noqa: E402
 from results import RESULTS, append_results, cpu_model, write_block  # noqa: E402
 
 RECORDED = BENCH / "table1.json"
@@ -123,28 +121,6 @@ def _train_in_worker(threads: int, out: Path, preset: str, overrides: list[str],
         return train_row(out, preset, overrides, row, seed)
 
 
-def threads_per_job(jobs: int) -> int:
-    """Threads for each of `jobs` runs trained at once: the cores shared out (this process's own with one job)."""
-    return torch.get_num_threads() if jobs <= 1 else max(1, usable_cores() // jobs)
-
-
-def check_jobs(jobs: int) -> None:
-    """`jobs` must be 1 to the cores this process may use: each job trains a run on a core of its own."""
-    cores = usable_cores()
-    if not 1 <= jobs <= cores:
-        raise ValueError(
-            f"--jobs {jobs} must be 1 to {cores}, the cores this process may use: each job trains one run on "
-            "at least one core of its own, so more jobs only share the cores and multiply the memory"
-        )
-
-
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """End the job processes now (Ctrl-C, a failed run): `shutdown` alone would wait for the runs in progress."""
-    for process in list(pool._processes.values()):  # no public way before Python 3.14's terminate_workers()
-        process.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
-
-
 def train_all(out: Path, preset: str, overrides: list[str], runs: list[tuple], jobs: int) -> dict[tuple, dict]:
     """Train every (row, seed) of `runs`, `jobs` at once; returns {(row, seed): what `train_row` returns}.
 
@@ -161,8 +137,7 @@ def train_all(out: Path, preset: str, overrides: list[str], runs: list[tuple], j
         (out / "table1.partial.json").write_text(json.dumps([{"run": run_name(*k), **v} for k, v in done.items()]))
 
     if jobs <= 1:
-        for key in runs:
-            finished(key, train_row(out, preset, overrides, *key))
+        run_all(train_row, {key: (out, preset, overrides, *key) for key in runs}, 1, finished)
         return done
     cfg = tl.load_config(preset, [*RECIPES[preset], *overrides])
 
@@ -170,19 +145,8 @@ def train_all(out: Path, preset: str, overrides: list[str], runs: list[tuple], j
         return model_flops(tl.config.model_config(cfg.model, attention_type=key[0][0], time_embed=key[0][1]))
 
     threads = threads_per_job(jobs)
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=pool_worker_init, initargs=(os.getpid(),))
-    try:
-        futures = {pool.submit(_train_in_worker, threads, out, preset, overrides, *key): key
-                   for key in sorted(runs, key=cost, reverse=True)}  # fmt: skip
-        for future in as_completed(futures):
-            finished(futures[future], future.result())
-    except BaseException:
-        _stop(pool)
-        del pool  # its queues' semaphores go now, not at exit, where the resource tracker would report them leaked
-        gc.collect()
-        raise
-    pool.shutdown()
+    work = {key: (threads, out, preset, overrides, *key) for key in sorted(runs, key=cost, reverse=True)}
+    run_all(_train_in_worker, work, jobs, finished)
     return done
 
 

@@ -31,14 +31,12 @@ import argparse
 import csv
 import datetime
 import json
-import multiprocessing
 import os
 import platform
 import shutil
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -51,6 +49,11 @@ from timesformer_lite.train import run
 from timesformer_lite.train.pretrain import pretrain_vit
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # `jobs` and `results` beside this file; job processes find this module as `transfer`
+    sys.path.append(str(HERE))
+from jobs import check_jobs, run_all, threads_per_job  # noqa: E402
+from results import append_results  # noqa: E402
+
 RECORD = HERE / "transfer.json"
 SECTION = "## From images to video (benchmarks/transfer.py)"
 FRACTIONS = (0.1, 1.0)
@@ -162,7 +165,7 @@ def measure(out: Path, preset: str, overrides: list[str], seeds: int, jobs: int)
         "stills_per_class": per_class,
     }
     print(f"pretrained ViT: {pretrain['val_top1']:.1%} val top-1 on stills in {pretrain['seconds']:.0f} s", flush=True)
-    threads = torch.get_num_threads() if jobs <= 1 else max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs)
     subsets = {fraction: train_subset(Path(d.root), fraction, out) for fraction in FRACTIONS}
     todo = [
         (out, preset, overrides, init, fraction, subsets[fraction], seed, vit.resolve(), threads)
@@ -171,13 +174,9 @@ def measure(out: Path, preset: str, overrides: list[str], seeds: int, jobs: int)
         for init in ("scratch", "image")
     ]
     todo.sort(key=lambda job: -job[4])  # the long runs first, so that the last to finish is a short one
-    if jobs <= 1:
-        runs = [video_run(job) for job in todo]
-    else:
-        if str(HERE) not in sys.path:
-            sys.path.append(str(HERE))  # the job processes import this module by its name
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            runs = list(pool.map(video_run, todo))
+    done: dict[int, dict] = {}
+    run_all(video_run, {i: (job,) for i, job in enumerate(todo)}, jobs, done.__setitem__)
+    runs = [done[i] for i in range(len(todo))]
     for r in runs:
         print(
             f"{r['init']:>7} {r['train_fraction']:>4.0%} seed {r['seed']}: {r['test_top1']:.1%} test top-1", flush=True
@@ -219,8 +218,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--record", action="store_true", help="append to RESULTS.md, write benchmarks/transfer.json")
     parser.add_argument("overrides", nargs="*", help="key=value, applied after the recipe to every video run")
     args = parser.parse_args(argv)
-    if not 1 <= args.jobs <= (os.cpu_count() or 1):
-        parser.error(f"--jobs {args.jobs}: give 1 to {os.cpu_count()} (one process per core at most)")
+    try:
+        check_jobs(args.jobs)
+    except ValueError as e:
+        parser.error(str(e))
     command = " ".join(["python benchmarks/transfer.py", *(argv if argv is not None else sys.argv[1:])])
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -255,10 +256,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def record(block: list[str], written: Path, results: Path | None = None, shipped: Path = RECORD) -> None:
     """Append `block` to SECTION of RESULTS.md and ship the run's JSON as benchmarks/transfer.json."""
-    if str(HERE) not in sys.path:
-        sys.path.append(str(HERE))
-    from results import append_results
-
     append_results(SECTION, block, path=results)
     shutil.copyfile(written, shipped)
 

@@ -165,3 +165,12 @@ def test_the_readme_and_notebook_10_state_the_recorded_numbers():
     for f, gain in transfer.gains(rows).items():
         assert f"{gain:+.1f} points" in readme and f"{gain:+.1f} points" in prose, (f, gain)
     assert f"{rows[0]['total_minutes']:.1f} min" in readme and rows[0]["date"] in readme
+
+
+def test_jobs_beyond_the_cores_are_a_one_line_error_as_in_table1(tmp_path, capsys):
+    """transfer.py and table1.py run their trainings through one mechanism (benchmarks/jobs.py)."""
+    for jobs in ("0", "-3", "99"):
+        with pytest.raises(SystemExit):
+            transfer.main(["--out", str(tmp_path), "--preset", "smoke", "--jobs", jobs])
+        assert f"--jobs {jobs} must be 1 to" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not any(tmp_path.iterdir())  # refused before anything ran

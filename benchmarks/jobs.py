@@ -1,0 +1,62 @@
+"""Runs trained at once, for the scripts that train many (table1.py, transfer.py): one mechanism for both.
+
+With more than one job, each run goes to a job process (spawned: no forked torch thread pools) that dies with the
+script, as the data loader's pool workers do, so a script killed with -9 leaves no process behind; a run that
+fails, or a Ctrl-C, ends the other job processes at once.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+from collections.abc import Callable, Hashable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import torch
+
+from timesformer_lite.data.loader import pool_worker_init, usable_cores
+
+
+def check_jobs(jobs: int) -> None:
+    """`jobs` must be 1 to the cores this process may use: each job trains a run on a core of its own."""
+    cores = usable_cores()
+    if not 1 <= jobs <= cores:
+        raise ValueError(
+            f"--jobs {jobs} must be 1 to {cores}, the cores this process may use: each job trains one run on "
+            "at least one core of its own, so more jobs only share the cores and multiply the memory"
+        )
+
+
+def threads_per_job(jobs: int) -> int:
+    """Threads for each of `jobs` runs trained at once: the cores shared out (this process's own with one job)."""
+    return torch.get_num_threads() if jobs <= 1 else max(1, usable_cores() // jobs)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """End the job processes now (Ctrl-C, a failed run): `shutdown` alone would wait for the runs in progress."""
+    for process in list(pool._processes.values()):  # no public way before Python 3.14's terminate_workers()
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_all(fn: Callable, work: dict[Hashable, tuple], jobs: int, finished: Callable[[Hashable, object], None]):
+    """`fn(*args)` for every `key: args` of `work`, handed out in its order, `jobs` at once (in this process with
+    one job); `finished(key, result)` as each ends. With jobs > 1, `fn` must be a module-level function (it is
+    pickled by name)."""
+    if jobs <= 1:
+        for key, args in work.items():
+            finished(key, fn(*args))
+        return
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=pool_worker_init, initargs=(os.getpid(),))
+    try:
+        futures = {pool.submit(fn, *args): key for key, args in work.items()}
+        for future in as_completed(futures):
+            finished(futures[future], future.result())
+    except BaseException:
+        _stop(pool)
+        del pool  # its queues' semaphores go now, not at exit, where the resource tracker would report them leaked
+        gc.collect()
+        raise
+    pool.shutdown()
