@@ -12,6 +12,8 @@ import multiprocessing
 import os
 from collections.abc import Callable, Hashable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import torch
 
@@ -40,18 +42,37 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_all(fn: Callable, work: dict[Hashable, tuple], jobs: int, finished: Callable[[Hashable, object], None]):
+def _call(fn: Callable, args: tuple, threads: int | None, log: Path | None):
+    """`fn(*args)` with `threads` torch threads (None: as they are), its output appended to `log` (None: here)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if log is None:
+        return fn(*args)
+    with open(log, "a") as f, redirect_stdout(f), redirect_stderr(f):
+        return fn(*args)
+
+
+def run_all(
+    fn: Callable,
+    work: dict[Hashable, tuple],
+    jobs: int,
+    finished: Callable[[Hashable, object], None],
+    logs: dict[Hashable, Path] | None = None,
+) -> None:
     """`fn(*args)` for every `key: args` of `work`, handed out in its order, `jobs` at once (in this process with
-    one job); `finished(key, result)` as each ends. With jobs > 1, `fn` must be a module-level function (it is
-    pickled by name)."""
+    one job, each job process with `threads_per_job(jobs)` threads); `finished(key, result)` as each ends. A run
+    whose key is in `logs` writes its output to that file. With jobs > 1, `fn` must be a module-level function
+    (it is pickled by name)."""
+    logs = logs or {}
     if jobs <= 1:
         for key, args in work.items():
-            finished(key, fn(*args))
+            finished(key, _call(fn, args, None, logs.get(key)))
         return
+    threads = threads_per_job(jobs)
     context = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=pool_worker_init, initargs=(os.getpid(),))
     try:
-        futures = {pool.submit(fn, *args): key for key, args in work.items()}
+        futures = {pool.submit(_call, fn, args, threads, logs.get(key)): key for key, args in work.items()}
         for future in as_completed(futures):
             finished(futures[future], future.result())
     except BaseException:

@@ -34,7 +34,6 @@ import os
 import statistics
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import torch
@@ -42,7 +41,7 @@ import torch
 import timesformer_lite as tl
 from timesformer_lite.data import build_dataset
 from timesformer_lite.data.loader import usable_cores
-from timesformer_lite.data.toy import ensure_toy_data
+from timesformer_lite.data.toy import ensure_toy_data_for
 from timesformer_lite.train import run
 from timesformer_lite.train.evaluate import evaluate
 from timesformer_lite.train.metrics import pair_partners, within_pair_accuracy
@@ -110,15 +109,8 @@ def row_config(out: Path, preset: str, overrides: list[str], row: tuple, seed: i
 def train_row(out: Path, preset: str, overrides: list[str], row: tuple, seed: int) -> dict:
     """Train one row with one seed (run folder out/<run name>/); validation only. Returns what it chose."""
     result = run(row_config(out, preset, overrides, row, seed))
-    seconds = sum(epoch["seconds"] for epoch in result.history)  # training only, resumed epochs included
-    return {"seed": seed, "val_top1": result.best_val_top1, "best_epoch": result.best_epoch, "train_seconds": seconds}
-
-
-def _train_in_worker(threads: int, out: Path, preset: str, overrides: list[str], row: tuple, seed: int) -> dict:
-    """`train_row` in a job process: `threads` threads, its training log in out/<run name>.log."""
-    torch.set_num_threads(threads)
-    with open(out / f"{run_name(row, seed)}.log", "a") as log, redirect_stdout(log), redirect_stderr(log):
-        return train_row(out, preset, overrides, row, seed)
+    return {"seed": seed, "val_top1": result.best_val_top1, "best_epoch": result.best_epoch,
+            "train_seconds": result.train_seconds}  # fmt: skip
 
 
 def train_all(out: Path, preset: str, overrides: list[str], runs: list[tuple], jobs: int) -> dict[tuple, dict]:
@@ -144,9 +136,8 @@ def train_all(out: Path, preset: str, overrides: list[str], runs: list[tuple], j
     def cost(key: tuple) -> float:
         return model_flops(tl.config.model_config(cfg.model, attention_type=key[0][0], time_embed=key[0][1]))
 
-    threads = threads_per_job(jobs)
-    work = {key: (threads, out, preset, overrides, *key) for key in sorted(runs, key=cost, reverse=True)}
-    run_all(_train_in_worker, work, jobs, finished)
+    work = {key: (out, preset, overrides, *key) for key in sorted(runs, key=cost, reverse=True)}
+    run_all(train_row, work, jobs, finished, logs={key: out / f"{run_name(*key)}.log" for key in runs})
     return done
 
 
@@ -242,7 +233,7 @@ def measure(
     cfg = tl.load_config(preset, [*RECIPES[preset], *overrides])
     if cfg.data.dataset == "toy":  # generated once here, not by two jobs at once
         d = cfg.data
-        ensure_toy_data(d.root, per_class=d.toy_per_class, frames=d.toy_frames, size=d.toy_size, seed=d.toy_seed)
+        ensure_toy_data_for(d)
     runs = [(row, seed) for row in rows for seed in seeds]
     trained = train_all(out, preset, overrides, runs, jobs)
     checkpoints = {key: out / run_name(*key) / "best.pt" for key in runs}

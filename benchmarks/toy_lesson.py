@@ -25,7 +25,7 @@ import torch
 from results import append_results, cpu_model, write_block
 
 import timesformer_lite as tl
-from timesformer_lite.data import ensure_toy_data
+from timesformer_lite.data import ensure_toy_data_for
 from timesformer_lite.train import run
 from timesformer_lite.utils import count_parameters
 
@@ -44,11 +44,10 @@ def readme_lines(record: dict) -> list[str]:
             f"| `{r['attention_type']}` ({r['params']:,} parameters) | {100 * r['test_top1']:.1f} % "
             f"| {100 * r['within_pair']:.1f} %{chance} | {r['wall_seconds'] / 60:.1f} min |"
         )
-    data = "not timed" if record["data_seconds"] is None else f"{record['data_seconds']:.0f} s"
     return [
         *lines,
         "",
-        f"Both together took {record['total_minutes']:.1f} minutes, generating the data ({data}) and testing "
+        f"Both together took {record['total_minutes']:.1f} minutes, generating the data ({record['data_seconds']:.0f} s) and testing "
         f"included ({record['date']}, {record['machine']}, {record['threads']} threads, load average "
         f"{record['load_average']} at start; toy data recipe {record['data']}; `benchmarks/toy_lesson.json`).",
     ]
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     d = tl.load_config("toy", overrides).data
     if (args.out / "data").exists():  # timed from nothing, as on a new clone
         raise SystemExit(f"{args.out / 'data'} exists; remove it or pass another --out, so that generation is timed")
-    ensure_toy_data(d.root, per_class=d.toy_per_class, frames=d.toy_frames, size=d.toy_size, seed=d.toy_seed)
+    ensure_toy_data_for(d)
     record = {"data_seconds": round(time.perf_counter() - start, 1), "runs": []}
     for scheme in ("divided_space_time", "space_only"):
         t0 = time.perf_counter()

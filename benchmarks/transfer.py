@@ -44,14 +44,15 @@ import torch
 
 import timesformer_lite as tl
 from timesformer_lite.data import TOY_CLASSES, read_list, write_list
-from timesformer_lite.data.toy import ensure_toy_data
+from timesformer_lite.data.toy import ensure_toy_data_for
 from timesformer_lite.train import run
+from timesformer_lite.train.metrics import pair_partners
 from timesformer_lite.train.pretrain import pretrain_vit
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # `jobs` and `results` beside this file; job processes find this module as `transfer`
     sys.path.append(str(HERE))
-from jobs import check_jobs, run_all, threads_per_job  # noqa: E402
+from jobs import check_jobs, run_all  # noqa: E402
 from results import append_results  # noqa: E402
 
 RECORD = HERE / "transfer.json"
@@ -83,31 +84,28 @@ def train_subset(root: Path, fraction: float, out: Path) -> Path:
     return path.resolve()
 
 
-def train_seconds(summary: dict) -> float:
-    """Seconds spent in training steps (validation and test excluded), from a run's summary."""
-    return sum(r["seconds"] for r in summary["history"])
-
-
 def pair_top1(run_dir: Path) -> float:
     """Share of the run's test clips predicted in their own pair, either direction: what its frames tell apart,
-    order aside (read from the test report the run wrote; toy classes c and c ^ 1 are a pair)."""
+    order aside (read from the test report the run wrote; pairs as `pair_partners` makes them)."""
     with open(run_dir / "test" / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    pair = {name: label // 2 for label, name in enumerate(TOY_CLASSES)}
-    return sum(pair[r["label"]] == pair[r["prediction"]] for r in rows) / len(rows)
+    index, partners = {name: i for i, name in enumerate(TOY_CLASSES)}, pair_partners(len(TOY_CLASSES)).tolist()
+    return sum(index[r["prediction"]] in (index[r["label"]], partners[index[r["label"]]]) for r in rows) / len(rows)
 
 
-def video_run(job: tuple) -> dict:
+def run_name(init: str, fraction: float, seed: int) -> str:
+    """The run folder (and log) of one video run."""
+    return f"{init}_{fraction:g}_seed{seed}"
+
+
+def video_run(out: Path, preset: str, overrides: list[str], init: str, fraction: float, subset: Path, seed: int,
+              vit: Path) -> dict:  # fmt: skip
     """Fine-tune (or train from scratch) one (init, fraction, seed); returns its numbers. A job process's entry."""
-    out, preset, overrides, init, fraction, subset, seed, vit, threads = job
-    torch.set_num_threads(threads)
-    name = f"{init}_{fraction:g}_seed{seed}"
     keys = [*RECIPES[preset], *BUDGET[preset][fraction], *overrides]
-    keys += [f"train.out_dir={out}", f"train.name={name}", f"train.seed={seed}"]
+    keys += [f"train.out_dir={out}", f"train.name={run_name(init, fraction, seed)}", f"train.seed={seed}"]
     keys.append(f"data.train_list={subset}")
     keys += [f"model.pretrained={vit}"] if init == "image" else []
-    with open(out / f"{name}.log", "w") as log, redirect_stdout(log), redirect_stderr(log):
-        result = run(preset, keys)
+    result = run(preset, keys)
     s = result.summary
     return {
         "init": init,
@@ -117,7 +115,7 @@ def video_run(job: tuple) -> dict:
         "test_top1": s["test_top1"],
         "within_pair": s["test_within_pair"],
         "pair_top1": pair_top1(result.run_dir),
-        "train_seconds": train_seconds(s),
+        "train_seconds": result.train_seconds,
         "train_clips": len(read_list(subset)),
     }
 
@@ -148,7 +146,7 @@ def measure(out: Path, preset: str, overrides: list[str], seeds: int, jobs: int)
     """Pretrain, then every video run; returns the aggregated rows and what the pretraining did."""
     out.mkdir(parents=True, exist_ok=True)
     d = tl.load_config(preset, overrides).data
-    ensure_toy_data(d.root, per_class=d.toy_per_class, frames=d.toy_frames, size=d.toy_size, seed=d.toy_seed)
+    ensure_toy_data_for(d)
     per_class, image_keys = PRETRAIN[preset]
     with open(out / "pretrain.log", "w") as log, redirect_stdout(log), redirect_stderr(log):
         result, vit = pretrain_vit(
@@ -161,22 +159,22 @@ def measure(out: Path, preset: str, overrides: list[str], seeds: int, jobs: int)
     pretrain = {
         "val_top1": result.best_val_top1,
         "test_top1": result.test["top1"],
-        "seconds": train_seconds(result.summary),
+        "seconds": result.train_seconds,
         "stills_per_class": per_class,
     }
     print(f"pretrained ViT: {pretrain['val_top1']:.1%} val top-1 on stills in {pretrain['seconds']:.0f} s", flush=True)
-    threads = threads_per_job(jobs)
     subsets = {fraction: train_subset(Path(d.root), fraction, out) for fraction in FRACTIONS}
-    todo = [
-        (out, preset, overrides, init, fraction, subsets[fraction], seed, vit.resolve(), threads)
+    keys = [
+        (init, fraction, seed)
         for fraction in FRACTIONS
         for seed in range(seeds if fraction == min(FRACTIONS) else 1)
         for init in ("scratch", "image")
     ]
-    todo.sort(key=lambda job: -job[4])  # the long runs first, so that the last to finish is a short one
-    done: dict[int, dict] = {}
-    run_all(video_run, {i: (job,) for i, job in enumerate(todo)}, jobs, done.__setitem__)
-    runs = [done[i] for i in range(len(todo))]
+    keys.sort(key=lambda key: -key[1])  # the long runs first, so that the last to finish is a short one
+    work = {(i, f, s): (out, preset, overrides, i, f, subsets[f], s, vit.resolve()) for i, f, s in keys}
+    done: dict[tuple, dict] = {}
+    run_all(video_run, work, jobs, done.__setitem__, logs={key: out / f"{run_name(*key)}.log" for key in keys})
+    runs = [done[key] for key in keys]
     for r in runs:
         print(
             f"{r['init']:>7} {r['train_fraction']:>4.0%} seed {r['seed']}: {r['test_top1']:.1%} test top-1", flush=True

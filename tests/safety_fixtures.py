@@ -13,13 +13,13 @@ import pickle
 import resource
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from process_fixtures import cli_command, user_env
 
 ROOT = Path(__file__).resolve().parents[1]
 # the tiny far-from-init model and its PaddleVideo / PaddleClas state dict, as the paddle format tests make them
@@ -35,17 +35,10 @@ def write_pdparams(path: Path, state: dict, protocol: int = 4) -> Path:
 
 def cli(*args: str, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess:
     """`python -m timesformer_lite ARGS` as a user runs it (no debug tracebacks)."""
-    env = {k: v for k, v in os.environ.items() if k != "TIMESFORMER_DEBUG"}
-    env["OMP_NUM_THREADS"] = "1"
     return subprocess.run(
-        [sys.executable, "-m", "timesformer_lite", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=kw.pop("cwd", ROOT),
-        env=env,
+        cli_command(*args), capture_output=True, text=True, timeout=timeout, cwd=kw.pop("cwd", ROOT), env=user_env(),
         **kw,
-    )
+    )  # fmt: skip
 
 
 def one_line_error(stderr: str) -> str:

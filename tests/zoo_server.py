@@ -12,13 +12,13 @@ seconds, so no test can hang on it; `requests` logs (path, Range, If-Range) of e
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import torch
+from process_fixtures import cli_command
 
 import timesformer_lite as tl
 
@@ -133,8 +133,7 @@ class ZooServer:
 def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m timesformer_lite ARGS` as a user runs it: its own process, environment and folder."""
     env = {**env, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "timesformer_lite", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
 
 
 def official_file(folder: Path, num_classes: int, name: str = "tiny_K400.pyth") -> tuple[Path, tl.TimeSformer]:

@@ -416,6 +416,32 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as {dotted key: value} (the inverse of `_nest`)."""
+    out = {}
+    for k, v in values.items():
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def preset_values(preset: str | Path | dict | Config | None) -> dict[str, Any]:
+    """The nested values a preset sets: a shipped name or YAML path (read), a dict, a `Config` (every key)."""
+    if preset is None:
+        return {}
+    if isinstance(preset, Config):
+        return preset.to_dict()
+    if isinstance(preset, dict):
+        return preset
+    return _read_yaml(preset)
+
+
+def override_values(overrides: list[str] | dict | None) -> dict[str, Any]:
+    """Overrides as {dotted key: value}: `["model.depth=4"]` parsed, a dict as it is."""
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    return dict(parse_override(o) for o in overrides or [])
+
+
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flat.items():
@@ -450,19 +476,7 @@ def load_config(
     Raises:
         ConfigError: for an unknown key (with the valid ones listed) or a value of the wrong type.
     """
-    if preset is None:
-        base: dict[str, Any] = {}
-    elif isinstance(preset, Config):
-        base = preset.to_dict()
-    elif isinstance(preset, dict):
-        base = preset
-    else:
-        base = _read_yaml(preset)
-    if isinstance(overrides, dict):
-        flat = dict(overrides)
-    else:
-        flat = dict(parse_override(o) for o in overrides or [])
-    merged = _merge(base, _nest(flat))
+    merged = _merge(preset_values(preset), _nest(override_values(overrides)))
     return _build(Config, merged, "")
 
 

@@ -21,7 +21,7 @@ The steps, which the publishing workflow (.github/workflows/book.yml) runs throu
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import os
 import re
@@ -29,13 +29,16 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from colab_cells import COLAB_BADGE_SVG, ROOT, course_notebooks, repository_url  # noqa: E402
+
+if str(ROOT / "benchmarks") not in sys.path:  # jobs.py (runs at once, as the benchmarks run theirs) and table1.py
+    sys.path.append(str(ROOT / "benchmarks"))
+from jobs import check_jobs, run_all, threads_per_job  # noqa: E402
 
 BOOK_DIR = Path(__file__).resolve().parent
 CELL_TIMEOUT_S = 600  # smoke cells take seconds; a hang fails after 10 minutes, a busy machine does not
@@ -54,7 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scratch", type=Path, default=ROOT / "build" / "book", help="working folder")
     parser.add_argument("--only", default="", help="comma-separated notebook numbers, e.g. 03,08 (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks executed at a time (default: 2)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        check_jobs(args.jobs)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
 
 
 def selected_notebooks(only: str) -> list[Path]:
@@ -98,12 +106,10 @@ def this_interpreters_kernel(scratch: Path) -> dict[str, str]:
 def make_smoke_data(src: Path) -> None:
     """The smoke preset's toy clips, made once so that notebooks running side by side find them ready."""
     import timesformer_lite as tl
-    from timesformer_lite.data import ensure_toy_data
+    from timesformer_lite.data import ensure_toy_data_for
 
     data = tl.load_config("smoke").data
-    ensure_toy_data(
-        src / data.root, per_class=data.toy_per_class, frames=data.toy_frames, size=data.toy_size, seed=data.toy_seed
-    )
+    ensure_toy_data_for(data, src / data.root)
 
 
 def execute(path: Path) -> float:
@@ -128,12 +134,11 @@ def execute(path: Path) -> float:
 
 def execute_all(paths: list[Path], jobs: int) -> dict[str, float]:
     """Execute `paths`, `jobs` at a time, each kernel with its share of the cores; {notebook stem: seconds}."""
-    threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
+    threads = threads_per_job(jobs)
     os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))  # inherited by every kernel
-    if jobs <= 1:
-        return {p.stem: execute(p) for p in paths}
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        return dict(zip([p.stem for p in paths], pool.map(execute, paths)))
+    seconds: dict[str, float] = {}
+    run_all(execute, {p.stem: (p,) for p in paths}, jobs, seconds.__setitem__)
+    return {p.stem: seconds[p.stem] for p in paths}
 
 
 def widget_image(state: dict, model_id: str) -> str | None:
@@ -209,9 +214,7 @@ def lessons_table(paths: list[Path], seconds: dict[str, float]) -> str:
 def table_1() -> str:
     """The recorded Table 1 (benchmarks/table1.json) in the words and tables of benchmarks/table1.py itself: the
     README's account of the run (with the paper's numbers beside it), then every column of every row."""
-    spec = importlib.util.spec_from_file_location("table1", ROOT / "benchmarks" / "table1.py")
-    table1 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table1)
+    table1 = importlib.import_module("table1")  # the one module object of this process (tests/bench_scripts.py)
     recorded = json.loads((ROOT / "benchmarks" / "table1.json").read_text())
     every_column = ["", "Every column of the recorded run:", "", *table1.markdown(recorded["rows"])]
     return "\n".join([*table1.readme_lines(recorded), *every_column])

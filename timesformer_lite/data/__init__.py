@@ -25,7 +25,7 @@ from .decode import VideoInfo, VideoReadError, num_frames, read_frames, video_in
 from .loader import build_loader, collate_videos, workers_for
 from .sampling import dense_indices, linspace_indices, sample_indices, segment_indices
 from .toy import CLASSES as TOY_CLASSES
-from .toy import ensure_toy_data, make_clip
+from .toy import ensure_toy_data, ensure_toy_data_for, make_clip
 from .toy import generate as generate_toy_data
 from .transforms import (
     ClipTransform,
@@ -56,6 +56,7 @@ __all__ = [
     "collate_videos",
     "dense_indices",
     "ensure_toy_data",
+    "ensure_toy_data_for",
     "generate_toy_data",
     "hflip",
     "hmdb51_split",

@@ -273,9 +273,9 @@ def _items(cfg: Config, split: str) -> tuple[Items, list[str]]:
     list_name = {"train": d.train_list, "val": d.val_list, "test": d.test_list}[split]
     if d.dataset in ("toy", "list", "csv"):
         if d.dataset == "toy":
-            from .toy import ensure_toy_data
+            from .toy import ensure_toy_data_for
 
-            ensure_toy_data(root, per_class=d.toy_per_class, frames=d.toy_frames, size=d.toy_size, seed=d.toy_seed)
+            ensure_toy_data_for(d, root)
         classes = read_classes(_resolve(root, d.classes)) if d.classes else None
         reader = read_csv_list if d.dataset == "csv" else read_list
         items = reader(_resolve(root, list_name), classes)

@@ -372,6 +372,14 @@ def ensure_toy_data(root: str | Path, *, per_class: int, frames: int, size: int,
     return True
 
 
+def ensure_toy_data_for(d, root: str | Path | None = None) -> bool:
+    """`ensure_toy_data` with the settings of a `DataConfig` `d` (`data.toy_*`), into `root` (default: `d.root`)."""
+    return ensure_toy_data(
+        d.root if root is None else root, per_class=d.toy_per_class, frames=d.toy_frames, size=d.toy_size,
+        seed=d.toy_seed,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """`timesformer-lite toy-data OUT_DIR [--seed S] [--per-class N] [--frames T] [--size S] [--workers W]`."""
     parser = argparse.ArgumentParser(

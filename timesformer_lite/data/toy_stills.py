@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotations import write_classes, write_list
-from .toy import RECIPE, _background, _colour, _sdf, split_sizes, write_mp4
+from .toy import RECIPE, _background, _colour, _read_meta, _remove_stale_tmp, _sdf, split_sizes, write_mp4
 
 SHAPES = ("square", "disc", "triangle")
 QUARTERS = ("top_left", "top_right", "bottom_left", "bottom_right")
@@ -82,15 +82,19 @@ def ensure_toy_stills(root: str | Path, *, per_class: int, size: int = 32, seed:
     root = Path(root)
     want = {"recipe": RECIPE, "per_class": per_class, "size": size, "seed": seed, "classes": len(CLASSES)}
     meta = root / META
-    if meta.is_file() and json.loads(meta.read_text()) == want:
+    if meta.is_file() and _read_meta(meta) == want:
         return False
     if root.exists():
         raise ValueError(
             f"'{root}' exists but holds no toy stills made with {want}; remove it or choose another folder"
         )
+    _remove_stale_tmp(root)  # as `ensure_toy_data`: a killed generation's folder, a concurrent caller's finish
     tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     generate_stills(tmp, per_class=per_class, size=size, seed=seed)
     (tmp / META).write_text(json.dumps(want, indent=1) + "\n")
+    if meta.is_file() and _read_meta(meta) == want:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
     os.replace(tmp, root)
     return True

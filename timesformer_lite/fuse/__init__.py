@@ -16,7 +16,7 @@ of timm's `reparameterize_model`: a copy whose modules fold themselves into stoc
   the head reads nothing else, so its patch queries, keys, values and MLP are skipped.
 - The patch projection writes its tokens channels-last, so they come out contiguous and no later op reads
   them strided.
-- On a CPU the Linears run in the faster of torch's matmul and oneDNN (which also applies GELU in fc1's GEMM),
+- On a CPU the blocks' Linears run in the faster of torch's matmul and oneDNN (which also applies GELU in fc1's GEMM),
   timed once here on the model's shapes (`gemm.py`), and a large batch passes a few clips at a time so that
   its working set stays in cache (`batches.py`).
 

@@ -4,7 +4,8 @@ On a CPU in fp32 or bf16 the choice is between torch's matmul (`F.linear`: MKL i
 and oneDNN (`torch.ops.mkldnn._linear_pointwise`, the op `torch.compile` emits for a CPU Linear), which also
 applies GELU while the tile is in cache. Which is faster depends on the CPU (oneDNN 225 GFLOP/s against MKL's
 105 on an AMD EPYC for TimeSformer-B's shapes, benchmarks/RESULTS.md), so `gemm="auto"` times both on the
-model's own Linear shapes, as `torch.backends.cudnn.benchmark` times convolutions. Nothing is cached between
+model's own Linear shapes, as `torch.backends.cudnn.benchmark` times convolutions (a model whose Linears do
+fewer than `TIMED_FLOPS` per clip, any toy or test model, runs in oneDNN untimed). Nothing is cached between
 calls: the choice lives on the fused model (`fused.gemm`), and a fused model keeps it. Elsewhere (GPUs, fp64)
 the Linears stay `nn.Linear`.
 """
@@ -110,10 +111,11 @@ def faster_gemm(tokens: int, dim: int, hidden: int, dtype: torch.dtype) -> str:
             "torch": lambda: [F.gelu(plain(x)) if onednn.gelu else plain(x) for plain, onednn, x in probes],
         }
         for gemm, run in runs.items():
-            best = float("inf")
-            for _ in range(3):  # the first round warms up
+            run()  # warm-up
+            rounds = []
+            for _ in range(2):
                 start = time.perf_counter()
                 run()
-                best = min(best, time.perf_counter() - start)
-            seconds[gemm] = best
+                rounds.append(time.perf_counter() - start)
+            seconds[gemm] = min(rounds)
     return min(seconds, key=seconds.get)

@@ -162,7 +162,7 @@ class Block(nn.Module):
         pattern = GROUPINGS[step.grouping].pattern
         sizes = lengths(pattern, B, T, *grid)
         seq = rearrange(x, pattern, **sizes)  # (S, L, D): S = B * G sequences, b outermost
-        G = math.prod(group_shape(step.grouping, B, T, *grid)[1:])  # sequences per clip
+        G = math.prod(group_shape(step.grouping, B, T, *grid)[1:])  # sequences per clip (not S // B: B may be 0)
         norm, attn = getattr(self, f"{step.prefix}norm1"), getattr(self, f"{step.prefix}attn")
         if step.with_cls:  # a copy of the class token in front of every sequence
             copies = cls.repeat_interleave(G, dim=0)[:, None]  # (S, 1, D)

@@ -20,11 +20,10 @@ what config.yaml and every checkpoint record, so a fine-tuned checkpoint loads l
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, ConfigError, _read_yaml, load_config, parse_override
+from ..config import Config, ConfigError, flatten, load_config, override_values, preset_values
 from ..weights.checkpoint import Checkpoint
 
 INHERITED_MODEL = (
@@ -55,24 +54,9 @@ INHERITED_DATA = (
 )
 
 
-def _dotted(values: dict[str, Any], prefix: str = "") -> set[str]:
-    keys = set()
-    for k, v in values.items():
-        keys |= _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k}
-    return keys
-
-
 def given_keys(preset: str | Path | dict | Config | None, overrides: list[str] | dict | None) -> set[str]:
     """The dotted keys a preset (a name, YAML path or dict; a `Config` sets every key) and overrides set."""
-    if isinstance(preset, Config):
-        given = _dotted(preset.to_dict())
-    elif isinstance(preset, dict):
-        given = _dotted(preset)
-    else:
-        given = _dotted(_read_yaml(preset)) if preset is not None else set()
-    if isinstance(overrides, dict):
-        return given | set(overrides)
-    return given | {parse_override(o)[0] for o in overrides or []}
+    return set(flatten(preset_values(preset))) | set(override_values(overrides))
 
 
 def _num_classes(cfg: Config) -> int:
@@ -147,9 +131,3 @@ def finetune_config(
     if "model.num_classes" not in given:
         cfg = load_config(cfg, {"model.num_classes": _num_classes(cfg)})
     return cfg, _describe(name, source, cfg, given)
-
-
-def announce(line: str) -> None:
-    """Print the fine-tuning line once per job (on rank 0 under torchrun)."""
-    if line and os.environ.get("RANK", "0") == "0":
-        print(line, flush=True)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..config import REFERENCE_OPTIONS
+from ..config import REFERENCE_OPTIONS, flatten
 from .distributed import DistEnv
 
 # keys a resumed run may change that change no step's numbers: where it reads data and writes its files, how it
@@ -69,13 +69,6 @@ def find_resume(resume: str, run_dir: Path) -> Path | None:
     return path
 
 
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in values.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> tuple[list[str], list[str]]:
     """The differences between a checkpoint's config and this run's, as "key: saved -> current".
 
@@ -84,7 +77,7 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> tuple[list
         changes that alter later steps' numbers, each with its reason. `train.epochs` alters them only under
         the cosine schedule: the step schedule's milestones are epochs, whatever the run's length.
     """
-    a, b = _flat(saved), _flat(current)
+    a, b = flatten(saved), flatten(current)
     differ = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
     if b.get("train.schedule") != "cosine":
         differ = [k for k in differ if k != "train.epochs"]
@@ -112,8 +105,7 @@ def rng_states(env: DistEnv) -> list[dict[str, Any]]:
 
 def set_rng_state(saved: list[dict[str, Any]] | dict[str, Any], rank: int) -> None:
     """Restore this rank's entry of what `rng_states` returned (a checkpoint of before it holds rank 0's only)."""
-    state = saved[rank] if isinstance(saved, list) and rank < len(saved) else saved
-    state = state[0] if isinstance(state, list) else state
+    state = (saved[rank] if rank < len(saved) else saved[0]) if isinstance(saved, list) else saved
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -39,7 +39,7 @@ from ..weights.io import atomic_write
 from .checkpoint import FORMAT, save_checkpoint
 from .distributed import DistEnv, all_reduce_sum, setup, teardown
 from .evaluate import EvalResult, autocast_for, evaluate
-from .finetune import announce, finetune_config
+from .finetune import finetune_config
 from .interrupts import interrupts_deferred
 from .metrics_log import MetricsLog
 from .optim import build_optimizer, build_scheduler, freeze_backbone, scaled_lr
@@ -73,6 +73,11 @@ class RunResult:
     def best_checkpoint(self) -> Path:
         return self.run_dir / "best.pt"
 
+    @property
+    def train_seconds(self) -> float:
+        """Seconds spent training, over every epoch of the run (resumed ones included; validation and test not)."""
+        return sum(epoch["seconds"] for epoch in self.history)
+
 
 def _progress_enabled(env: DistEnv) -> bool:
     return env.main and sys.stderr.isatty() and not os.environ.get("CI")
@@ -99,8 +104,9 @@ def peak_memory_mb(device: torch.device) -> float:
 def run(cfg: Config | str | dict, overrides: list[str] | dict | None = None) -> RunResult:
     """Train (and test) one configuration; returns a `RunResult`. Joins DDP when launched by torchrun."""
     cfg, finetuning = finetune_config(cfg, overrides)  # load_config, completed from model.pretrained when asked
-    announce(finetuning)
     env = setup(cfg.train.device)
+    if finetuning and env.main:
+        print(finetuning, flush=True)
     # the main process holds the run folder for the whole run: a second training there fails at once
     folder = None
     try:

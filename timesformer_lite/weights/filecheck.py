@@ -22,7 +22,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from .io import WeightsError, check_zip_size, first_line, sniff, torch_load
+from .io import ZIP_MAGIC, WeightsError, check_zip_size, first_line, sniff, torch_load
 
 TORCH_SUFFIXES = (".pyth", ".pth", ".pt", ".bin", ".ckpt")
 
@@ -48,7 +48,9 @@ def _zip_intact(path: Path) -> None:
 def _torch(path: Path) -> None:
     if sniff(path) != "torch":
         raise NotThatFile("not a torch file (neither a zip holding data.pkl nor torch's legacy format): cut short?")
-    if zipfile.is_zipfile(path):
+    with open(path, "rb") as f:
+        zipped = f.read(4) == ZIP_MAGIC  # as `sniff`: a legacy file's pickled tensors can hold whole zips
+    if zipped:
         _zip_intact(path)
         return
     try:  # the legacy format has no central directory to read: loading its tensors is the structure check

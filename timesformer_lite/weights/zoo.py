@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..assets import toy_history, toy_model_path
-from .fetch import Deadlines, cache_problem, fetch, forget
+from .fetch import Deadlines, _sidecar, cache_problem, fetch, forget
 from .io import WeightsError
 
 try:
@@ -81,11 +81,6 @@ class ZooEntry:
     @property
     def filename(self) -> str:
         return self.shipped.name if self.shipped else self.url.split("?")[0].rsplit("/", 1)[-1]
-
-    @property
-    def where(self) -> str:
-        """Where the file comes from, for messages: its URL, or the package."""
-        return self.url or f"shipped with the package: '{self.shipped}'"
 
 
 def _official(name: str, file: str, dataset: str, top: str, about: str) -> ZooEntry:
@@ -248,7 +243,9 @@ def download(
     url = url_of(e)
     Deadlines.resolve(stall, timeout)  # a bad setting is reported before anything is read
     dest = (Path(dir) if dir is not None else cache_dir() / name) / e.filename
-    with _exclusive(dest):  # DDP ranks loading the same name: one verifies or downloads, the others then find it
+    if dest.is_file() and (e.sha256 or _sidecar(dest).is_file()) and cache_problem(dest, e.sha256) is None:
+        return dest  # a digest to compare against, and it matches: no lock, so DDP ranks verify at once
+    with _exclusive(dest):  # DDP ranks loading the same name: one repairs or downloads, the others then find it
         if dest.is_file():
             problem = cache_problem(dest, e.sha256)
             if problem is None:
