@@ -159,7 +159,7 @@ def test_class_attention_is_the_first_tokens_output_of_the_full_attention(dtype)
     torch.testing.assert_close(everything, want, atol=1e-12 if dtype == torch.float64 else 1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("length", [3, 8, 15, 16, 40])
+@pytest.mark.parametrize("length", [3, 8, 15, 16, 17, 31, 32, 40])
 def test_short_row_softmax_equals_softmax_with_its_gradient(length):
     x = torch.randn(4, 3, 5, length, dtype=torch.float64, requires_grad=True)
     g = torch.randn(4, 3, 5, length, dtype=torch.float64)
@@ -169,6 +169,25 @@ def test_short_row_softmax_equals_softmax_with_its_gradient(length):
     (x.softmax(-1) * g).sum().backward()
     torch.testing.assert_close(ShortRowSoftmax()(x), x.softmax(-1), atol=1e-15, rtol=0)
     torch.testing.assert_close(got, x.grad, atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("length", [8, 17, 40])
+def test_short_row_softmax_in_bfloat16_is_the_float32_softmax_rounded_once(length):
+    """bf16 in, bf16 out and bf16 gradients; short rows are computed in float32 and rounded once at the end, so
+    they are the float32 softmax to bf16's rounding (torch's bf16 kernel, used for long rows, rounds as well)."""
+    x32 = torch.randn(64, 4, 9, length) * 3
+    g32 = torch.randn(64, 4, 9, length)
+    x = x32.bfloat16().requires_grad_()
+    y = ShortRowSoftmax()(x)
+    (y * g32.bfloat16()).sum().backward()
+    assert y.dtype == x.grad.dtype == torch.bfloat16
+    xr = x32.bfloat16().float().requires_grad_()  # the same inputs, in float32
+    want = xr.softmax(-1)
+    (want * g32.bfloat16().float()).sum().backward()
+    torch.testing.assert_close(y.float(), want, atol=4e-3, rtol=8e-3)
+    torch.testing.assert_close(x.grad.float(), xr.grad, atol=3e-2, rtol=3e-2)
+    if length < ShortRowSoftmax.SHORT:  # float32 arithmetic: the float32 result rounded once to bf16
+        assert (y == want.detach().bfloat16()).float().mean() > 0.999  # ties of the last float32 bit aside
 
 
 def plain_mlp(mlp: Mlp, x: torch.Tensor) -> torch.Tensor:

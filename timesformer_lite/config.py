@@ -98,7 +98,7 @@ class ModelConfig:
     # training-speed equivalents, the same numbers (model/attention.py, chosen per device in train/options.py);
     # auto: the trainer's choice for its device, written back resolved; outside the trainer the reference's
     fused_attn: bool | str = "auto"  # scaled_dot_product_attention (false: explicit softmax)
-    short_row_softmax: bool | str = "auto"  # the explicit softmax of rows under 16 written out with plain ops
+    short_row_softmax: bool | str = "auto"  # the explicit softmax of rows under 32 written out in float32
     recompute_gelu: bool | str = "auto"  # the MLP keeps its hidden layer once, recomputes GELU (needs drop_rate 0)
     class_token_only: bool | str = "auto"  # the last block computes the class token alone
 

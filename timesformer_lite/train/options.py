@@ -9,7 +9,7 @@ once, before the model is built, and written back into the config, so `config.ya
 | field (`model.`)    | what it builds                                                   | auto on    |
 | ------------------- | ---------------------------------------------------------------- | ---------- |
 | `fused_attn`        | `scaled_dot_product_attention` in training (false: explicit)     | GPUs       |
-| `short_row_softmax` | the explicit softmax of rows under 16 written out with plain ops | CPUs       |
+| `short_row_softmax` | the explicit softmax of rows under 32 written out in float32     | CPUs       |
 | `recompute_gelu`    | the MLP keeps its hidden layer once and recomputes GELU          | GPUs       |
 | `class_token_only`  | the last block computes only the class token (`ClassAttention`)  | both       |
 
@@ -18,8 +18,12 @@ Why, measured (benchmarks/RESULTS.md):
 - fused attention: PyTorch's CPU flash kernel has a slow backward at small head dims: forward + backward of the
   toy preset's spatial attention (256 x 4 heads x 17 tokens, d=16) took 8.1 ms fused and 2.2 ms explicit on 2
   cores, so CPUs train on the explicit path.
-- short-row softmax: torch's CPU softmax kernel is slow on rows shorter than its vector width: the toy temporal
-  attention (8 frames) took 3.4 ms with it and 0.75 ms written out.
+- short-row softmax: torch's CPU softmax kernel is slow on rows shorter than its vector width, and in bf16
+  on rows shorter than 32: the toy temporal attention (8 frames) took 3.4 ms with it and 0.75 ms written out
+  in float32; under bf16 autocast, forward and backward, 8-entry rows 1.7 ms with the kernel and 0.7 written
+  out in float32, 17-entry rows (a toy frame's 16 patches and its class token) 3.4 against 1.6 ms; the
+  whole bf16 toy training step 1.04-1.11x faster than with rows of 16-31 left to the kernel and rows under 16
+  written out in bf16 (benchmarks/RESULTS.md, "Table 1 levers").
 - GELU recompute: autograd otherwise keeps the hidden layer both before and after GELU, a block's two largest
   activations; TimeSformer-B under bf16 autocast keeps 562 MiB per clip instead of 663 for the backward pass.
   On a CPU the extra GELU costs more than it saves. Dropout sits between GELU and fc2, so "auto" leaves it off
