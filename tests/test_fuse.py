@@ -171,6 +171,21 @@ def test_asking_for_maps_training_or_a_wrong_argument_is_a_clear_error():
         tl.fuse(fused, dtype=torch.bfloat16)
 
 
+def test_a_fused_model_stays_on_the_device_and_dtype_it_was_fused_for():
+    model = tiny()
+    fused = tl.fuse(model)
+    video = torch.randn(2, 4, 3, 32, 32)
+    want = fused(video)
+    assert fused.to("cpu") is fused and fused.float() is fused and fused.to(torch.float32) is fused  # no move
+    for move in (lambda m: m.double(), lambda m: m.to(torch.bfloat16), lambda m: m.half()):
+        with pytest.raises(RuntimeError, match=r"made for cpu, torch.float32 .* cannot move to cpu, torch\.(float64|"
+                           r"bfloat16|float16): fuse the reference model there, tl.fuse\(model.to\('cpu'\), dtype="):
+            move(fused)
+    assert all(p.dtype == torch.float32 for p in fused.parameters())  # refused before anything moved
+    torch.testing.assert_close(fused(video), want, atol=0, rtol=0)
+    assert tl.fuse(model.double()).dtype == torch.float64  # the way to another dtype: fuse again
+
+
 def test_every_choice_is_made_once_stored_on_the_fused_model_and_printed(monkeypatch):
     timed = []
     real = gemm_module.faster_gemm

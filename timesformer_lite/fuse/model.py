@@ -34,6 +34,21 @@ class FusedTimeSformer(TimeSformer):
         super().__init__(cfg)
         self.dtype, self.device, self.gemm, self.tokens_per_pass = dtype, device, gemm, tokens
 
+    def _apply(self, fn, recurse: bool = True) -> FusedTimeSformer:
+        """Every move and cast `nn.Module` makes (`.to`, `.cuda`, `.half`, ...) passes here: one that would take
+        the weights off the device or dtype the model was fused for is refused, since its GEMM library and
+        batch splitting were chosen for those (a cast or move to where it already is passes)."""
+        fused_for = getattr(self, "device", None), getattr(self, "dtype", None)  # None while `fuse` builds it
+        if None not in fused_for:
+            probe = fn(torch.empty(0, device=fused_for[0], dtype=fused_for[1]))
+            if (probe.device, probe.dtype) != fused_for:
+                raise RuntimeError(
+                    f"this fused model was made for {fused_for[0]}, {fused_for[1]} (its GEMM library and batch "
+                    f"splitting were chosen for them) and cannot move to {probe.device}, {probe.dtype}: fuse the "
+                    f"reference model there, tl.fuse(model.to({str(probe.device)!r}), dtype={probe.dtype})"
+                )
+        return super()._apply(fn, recurse)
+
     def train(self, mode: bool = True) -> FusedTimeSformer:
         """Only `train(False)` / `eval()`: a fused model is inference-only."""
         if mode:

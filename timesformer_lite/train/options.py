@@ -22,8 +22,9 @@ Why, measured (benchmarks/RESULTS.md):
   on rows shorter than 32: the toy temporal attention (8 frames) took 3.4 ms with it and 0.75 ms written out
   in float32; under bf16 autocast, forward and backward, 8-entry rows 1.7 ms with the kernel and 0.7 written
   out in float32, 17-entry rows (a toy frame's 16 patches and its class token) 3.4 against 1.6 ms; the
-  whole bf16 toy training step 1.04-1.11x faster than with rows of 16-31 left to the kernel and rows under 16
-  written out in bf16 (benchmarks/RESULTS.md, "Table 1 levers").
+  whole bf16 toy training step 1.14x faster for divided attention and 1.17x for axial (the other schemes
+  0.99-1.01x) than with rows under 16 written out in bf16 and longer ones left to the kernel
+  (benchmarks/RESULTS.md, "Table 1 levers").
 - GELU recompute: autograd otherwise keeps the hidden layer both before and after GELU, a block's two largest
   activations; TimeSformer-B under bf16 autocast keeps 562 MiB per clip instead of 663 for the backward pass.
   On a CPU the extra GELU costs more than it saves. Dropout sits between GELU and fc2, so "auto" leaves it off
