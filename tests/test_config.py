@@ -22,6 +22,7 @@ def test_k400_preset_is_the_reference_recipe():
     m, t = cfg.model, cfg.train
     assert (m.img_size, m.patch_size, m.num_frames, m.embed_dim, m.depth, m.num_heads) == (224, 16, 8, 768, 12, 12)
     assert m.num_classes == 400 and m.attention_type == "divided_space_time"
+    assert m.mlp_hidden == 3072 and load_config("toy").model.mlp_hidden == 256  # embed_dim * mlp_ratio
     assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.epochs, t.milestones) == (
         "sgd",
         0.005,

@@ -102,6 +102,12 @@ class ModelConfig:
     recompute_gelu: bool | str = "auto"  # the MLP keeps its hidden layer once, recomputes GELU (needs drop_rate 0)
     class_token_only: bool | str = "auto"  # the last block computes the class token alone
 
+    @property
+    def mlp_hidden(self) -> int:
+        """The MLP's hidden width, embed_dim * mlp_ratio (3072 in TimeSformer-B), as timm and the official code
+        round it."""
+        return int(self.embed_dim * self.mlp_ratio)
+
     def option(self, name: str) -> bool:
         """A training-speed option's value, "auto" read as the reference model's (`REFERENCE_OPTIONS`)."""
         value = getattr(self, name)
@@ -128,9 +134,8 @@ class ModelConfig:
             raise ConfigError(f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}")
         if self.img_size < self.patch_size:
             raise ConfigError(f"model.img_size={self.img_size} is smaller than model.patch_size={self.patch_size}")
-        hidden = int(self.embed_dim * self.mlp_ratio)
         _require(
-            hidden >= 1,
+            self.mlp_hidden >= 1,
             "model.mlp_ratio",
             self.mlp_ratio,
             "must give an MLP of at least 1 unit (embed_dim * mlp_ratio)",

@@ -114,7 +114,7 @@ def fuse(
         raise ValueError(f"dtype={dtype} is not one of {', '.join(map(str, DTYPES))}")
     source = next(model.parameters())
     dtype, device, cfg = dtype or source.dtype, source.device, model.cfg
-    hidden = int(cfg.embed_dim * cfg.mlp_ratio)
+    hidden = cfg.mlp_hidden
     gemm = choose_gemm(gemm, device, dtype, (cfg.num_frames * cfg.grid**2, cfg.embed_dim, hidden))
     tokens = tokens_per_pass(device, dtype, hidden) if split_batches else None
     with torch.device("meta"):  # no initialisation of what the weights replace

@@ -97,7 +97,6 @@ def config_to_hf(cfg: ModelConfig, id2label: dict[int, str] | None = None) -> di
     """Keyword arguments for `transformers.TimesformerConfig` describing the same network."""
     if cfg.attention_type not in ("divided_space_time", "joint_space_time", "space_only"):
         raise ValueError(f"Hugging Face Timesformer has no {cfg.attention_type!r} attention")
-    hidden = int(cfg.embed_dim * cfg.mlp_ratio)
     out = dict(
         image_size=cfg.img_size,
         patch_size=cfg.patch_size,
@@ -106,7 +105,7 @@ def config_to_hf(cfg: ModelConfig, id2label: dict[int, str] | None = None) -> di
         hidden_size=cfg.embed_dim,
         num_hidden_layers=cfg.depth,
         num_attention_heads=cfg.num_heads,
-        intermediate_size=hidden,
+        intermediate_size=cfg.mlp_hidden,
         hidden_act="gelu",
         hidden_dropout_prob=cfg.drop_rate,
         attention_probs_dropout_prob=cfg.attn_drop_rate,
