@@ -178,8 +178,11 @@ def test_a_fused_model_stays_on_the_device_and_dtype_it_was_fused_for():
     want = fused(video)
     assert fused.to("cpu") is fused and fused.float() is fused and fused.to(torch.float32) is fused  # no move
     for move in (lambda m: m.double(), lambda m: m.to(torch.bfloat16), lambda m: m.half()):
-        with pytest.raises(RuntimeError, match=r"made for cpu, torch.float32 .* cannot move to cpu, torch\.(float64|"
-                           r"bfloat16|float16): fuse the reference model there, tl.fuse\(model.to\('cpu'\), dtype="):
+        with pytest.raises(
+            RuntimeError,
+            match=r"made for cpu, torch.float32 .* cannot move to cpu, torch\.(float64|"
+            r"bfloat16|float16): fuse the reference model there, tl.fuse\(model.to\('cpu'\), dtype=",
+        ):
             move(fused)
     assert all(p.dtype == torch.float32 for p in fused.parameters())  # refused before anything moved
     torch.testing.assert_close(fused(video), want, atol=0, rtol=0)
