@@ -190,6 +190,15 @@ def test_short_row_softmax_in_bfloat16_is_the_float32_softmax_rounded_once(lengt
         assert (y == want.detach().bfloat16()).float().mean() > 0.999  # ties of the last float32 bit aside
 
 
+def test_short_row_softmax_without_autograd_is_plain_ops_with_the_same_numbers():
+    x = torch.randn(6, 4, 8, 8, dtype=torch.bfloat16)
+    with torch.no_grad():
+        traced = torch.jit.trace(ShortRowSoftmax(), x)
+        plain = ShortRowSoftmax()(x)
+    assert "PythonOp" not in str(traced.graph)  # a trace (export) sees plain ops, not the autograd Function
+    assert torch.equal(plain, ShortRowSoftmax()(x.clone().requires_grad_()).detach()) and torch.equal(traced(x), plain)
+
+
 def plain_mlp(mlp: Mlp, x: torch.Tensor) -> torch.Tensor:
     return F.linear(F.gelu(F.linear(x, mlp.fc1.weight, mlp.fc1.bias)), mlp.fc2.weight, mlp.fc2.bias)
 

@@ -11,15 +11,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def _row_softmax(x: Tensor) -> Tensor:
+    """`softmax(-1)` written out in at least float32 (bf16 in, float32 arithmetic and out; float64 stays)."""
+    wide = x.to(torch.promote_types(x.dtype, torch.float32))
+    y = (wide - wide.amax(dim=-1, keepdim=True)).exp_()
+    return y.div_(y.sum(dim=-1, keepdim=True))
+
+
 class _RowSoftmax(torch.autograd.Function):
-    """`softmax(-1)` written out in at least float32 with its own backward, y * (g - sum(g * y)): for rows
-    shorter than `ShortRowSoftmax.SHORT`, where torch's CPU kernel is slow."""
+    """`_row_softmax` with its own backward, y * (g - sum(g * y)), in the same precision: for rows shorter than
+    `ShortRowSoftmax.SHORT`, where torch's CPU kernel is slow."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        wide = x.to(torch.promote_types(x.dtype, torch.float32))  # bf16 in, float32 arithmetic (float64 stays)
-        y = (wide - wide.amax(dim=-1, keepdim=True)).exp_()
-        y /= y.sum(dim=-1, keepdim=True)
+        y = _row_softmax(x)
         ctx.save_for_backward(y)
         return y.to(x.dtype)
 
@@ -32,15 +37,20 @@ class _RowSoftmax(torch.autograd.Function):
 
 class ShortRowSoftmax(nn.Module):
     """`softmax(-1)`, the same numbers up to rounding: rows shorter than `SHORT` entries written out in float32
-    with their own backward (`_RowSoftmax`), `Tensor.softmax` for longer ones. Torch's CPU kernel is slow on
-    rows shorter than its vector width, and in bfloat16 on rows shorter than 32 (toy preset under bf16
-    autocast, forward and backward: 8-entry rows 1.7 ms with the kernel, 3.5 with plain ops, 0.7 written out in
-    float32; 17-entry rows 3.4 ms against 1.6)."""
+    (`_row_softmax`; with their own backward, `_RowSoftmax`, where autograd needs one), `Tensor.softmax` for
+    longer ones. Torch's CPU kernel is slow on rows shorter than its vector width, and in bfloat16 on rows shorter
+    than 32 (toy preset under bf16 autocast, forward and backward: 8-entry rows 1.7 ms with the kernel, 3.5 with
+    plain ops, 0.7 written out in float32; 17-entry rows 3.4 ms against 1.6). Without autograd (inference, and
+    the traces `export` makes) it is plain ops."""
 
     SHORT = 32
 
     def forward(self, x: Tensor) -> Tensor:
-        return _RowSoftmax.apply(x) if x.shape[-1] < self.SHORT else x.softmax(dim=-1)
+        if x.shape[-1] >= self.SHORT:
+            return x.softmax(dim=-1)
+        if x.requires_grad and torch.is_grad_enabled():
+            return _RowSoftmax.apply(x)
+        return _row_softmax(x).to(x.dtype)
 
 
 class _GeluLinear(torch.autograd.Function):
