@@ -1,6 +1,7 @@
 """Model speed against Hugging Face Timesformer with the same weights, every contender in one interleaved run.
 
     python benchmarks/bench_model.py --suite cpu --threads 1   # the CPU rows of issues 13 and 22 (~30 min)
+    python benchmarks/bench_model.py --suite cpu --threads 1 --record   # ... and make it the README's table
     bash benchmarks/gpu_suite.sh --compile                     # the GPU rows (it runs --suite gpu here)
     python benchmarks/bench_model.py forward --batch 4 --threads 1 [--dtype bf16] [--compile default]
     python benchmarks/bench_model.py train --preset toy        # forward, train, mfu, saved, stall: one row each
@@ -32,8 +33,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
+import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -51,7 +55,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # the checkout's package, run as a script
 
 from baseline import baseline_model, load_package  # noqa: E402
-from results import append_results, cpu_model  # noqa: E402
+from results import README, append_results, cpu_model, write_block  # noqa: E402
 
 from timesformer_lite.config import ModelConfig, load_config  # noqa: E402
 from timesformer_lite.fuse import fuse, native_bf16  # noqa: E402
@@ -61,6 +65,8 @@ from timesformer_lite.utils import model_flops  # noqa: E402
 from timesformer_lite.weights.hf import config_to_hf, state_dict_from_hf  # noqa: E402
 
 SECTION = "## Model speed vs Hugging Face"
+# the recorded CPU suite (`--suite cpu --record`): its rows, and the README block written from them
+RECORDED = Path(__file__).resolve().parent / "speed_cpu.json"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # issue 22's "today's main" (tl.fuse before it became a reparameterization) and issue 13's hand-tuned model
 BASELINES = ("b059a52", "04d1ef8")
@@ -774,18 +780,74 @@ def machine(device: torch.device, dtype: torch.dtype) -> str:
 
 def report(
     rows: list[Row], command: str, device: torch.device, dtype: torch.dtype, append: bool, note: str = ""
-) -> None:
-    """Print the table; append it, dated, with the machine line and `note`, to RESULTS.md."""
+) -> str:
+    """Print the table; append it, dated, with the machine line and `note`, to RESULTS.md. Returns that line."""
     header = ["| measurement | this | against | ratio | target | note |", "|---|---|---|---|---|---|"]
     table = header + [r.markdown() for r in rows]
     info = machine(device, dtype)
     print(info)
     print("\n".join(table))
     if not append:
-        return
+        return info
     block = [f"### {datetime.date.today().isoformat()}: `{command}`", "", info + (f". {note}" if note else ""), ""]
     intro = "Speeds are clips/s, median (p10-p90); ratio is this / against (higher is faster) unless noted."
     append_results(SECTION, block + table, intro=intro)
+    return info
+
+
+# ---------------------------------------------------------------------------------------------- the record
+
+
+def suite_record(rows: list[Row], command: str, machine_line: str, note: str = "") -> dict:
+    """What `--record` keeps of a CPU suite run (benchmarks/speed_cpu.json): every row, as printed."""
+    date = datetime.date.today().isoformat()
+    return {"command": command, "date": date, "machine": machine_line, "note": note,
+            "rows": [dataclasses.asdict(r) | {"met": r.met} for r in rows]}  # fmt: skip
+
+
+def readme_row(name: str) -> tuple[str, int | None]:
+    """A row's name without its batch ("forward 8x224 ... fp32 batch 4: a / b" -> "forward 8x224 ... fp32: a /
+    b", 4); rows without one keep their name (None)."""
+    m = re.fullmatch(r"(.*?) batch (\d+)(.*)", name)
+    return (m[1] + m[3], int(m[2])) if m else (name, None)
+
+
+def readme_lines(record: dict) -> list[str]:
+    """The README's table of the recorded CPU suite (its "speed_cpu" block), every number read from `record`:
+    the rows with a target and the peer's own GFLOP/s against the plain GEMM, a column per batch size."""
+    rows = [r for r in record["rows"] if r["target"] is not None or r["name"].split(": ")[-1].startswith("HF / plain")]
+    labels: dict[str, dict[int | None, dict]] = {}
+    for r in rows:
+        label, batch = readme_row(r["name"])
+        labels.setdefault(label, {})[batch] = r
+    batches = sorted({b for cells in labels.values() for b in cells}, key=lambda b: (b is None, b or 0))
+    heads = [f"batch {b}" if b is not None else "" for b in batches]
+    lines = [
+        f"The recorded CPU suite ({record['date']}; {record['machine']}; `{record['command']}`): each figure is "
+        "a ratio of medians over interleaved rounds, ours over the other (a difference of logits where the row "
+        "says so), its target after it; benchmarks/RESULTS.md has every row with its spread.",
+        "",
+        "| row | " + " | ".join(heads) + " |",
+        "| --- |" + " ---: |" * len(batches),
+    ]
+    for label, cells in labels.items():
+        shown = [f"{cells[b]['ratio']:.3g}" + (f" ({cells[b]['met']})" if cells[b]["met"] else "") if b in cells
+                 else "" for b in batches]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(shown) + " |")
+    missed = [r for r in rows if r["met"].endswith("NO")]
+    met = sum(r["met"].endswith("yes") for r in rows)
+    lines += ["", f"Targets met: {met} of {met + len(missed)}" + (
+        "; missed: " + "; ".join(f"{r['name']} {r['ratio']:.3g} ({r['met'].removesuffix(': NO')})" for r in missed)
+        if missed else "") + "."]  # fmt: skip
+    return lines
+
+
+def record(rows: list[Row], command: str, machine_line: str, note: str, path: Path | None = None,
+           readme: Path | None = None) -> None:  # fmt: skip
+    """Make this CPU suite run the recorded one: RECORDED (benchmarks/speed_cpu.json) and the README's table."""
+    rec = suite_record(rows, command, machine_line, note)
+    (path or RECORDED).write_text(json.dumps(rec, indent=1) + "\n")
+    write_block("speed_cpu", readme_lines(rec), path=readme or README)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -827,7 +889,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--note", default="", help="a sentence for RESULTS.md, e.g. what else ran on the machine")
     p.add_argument("--no-append", action="store_true", help="print only; do not touch benchmarks/RESULTS.md")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="with --suite cpu: also make this run the recorded suite (benchmarks/speed_cpu.json, the README table)",
+    )
+    args = p.parse_args(argv)
+    if args.record and (args.suite != "cpu" or args.no_append):
+        p.error("--record keeps a whole CPU suite run beside its RESULTS.md section: use it with --suite cpu alone")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -870,7 +940,9 @@ def run_rows(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         raise ValueError("choose a row (forward, train, mfu, saved, stall) or --suite cpu|gpu")
     command = "python benchmarks/bench_model.py " + " ".join(argv)
-    report(rows, command, device, dtype, append=not args.no_append, note=args.note)
+    info = report(rows, command, device, dtype, append=not args.no_append, note=args.note)
+    if args.record:
+        record(rows, command, info, args.note)
     return 0
 
 

@@ -6,6 +6,7 @@ targets live in `python benchmarks/bench_model.py --suite cpu|gpu`, not in tests
 """
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -319,6 +320,63 @@ def test_script_appends_a_dated_section_and_keeps_other_sections(tmp_path, monke
     assert text.count("`python benchmarks/bench_model.py forward --preset smoke") == 2
     assert "load average" in text and ". Two engineers shared the cores.\n" in text
     assert "torch uses 1" in capsys.readouterr().out
+
+
+def suite_rows() -> list:
+    """A CPU suite's rows as `cpu_suite` names them, with made-up ratios: two batch sizes, a training row,
+    rows with and without targets."""
+    f, b = "forward 8x224 D768 depth 12 fp32 batch {}", "forward 8x224 D768 depth 12 bf16 batch {}"
+    gemm = ": HF / plain bf16 GEMM 1568x768 @ 768x3072 (GFLOP/s)"
+    return [
+        bench.Row(f.format(1) + ": tl.fuse(model) / HF (clips/s)", "0.53", "0.23", 2.35, 1.25),
+        bench.Row(f.format(1) + ": reference / HF (clips/s)", "0.24", "0.23", 1.07),
+        bench.Row(f.format(4) + ": tl.fuse(model) / HF (clips/s)", "0.53", "0.22", 2.47, 1.25),
+        bench.Row(b.format(1) + ": tl.fuse(model) / HF (clips/s)", "1.01", "0.85", 1.19, 1.5),
+        bench.Row(b.format(1) + gemm, "332", "367", 0.905),
+        bench.Row(
+            "training step 8x32 D64 depth 2 fp32 batch 32, AdamW: reference+options / HF (clips/s)",
+            "612",
+            "421",
+            1.45,
+            1.35,
+        ),  # fmt: skip
+    ]
+
+
+def test_the_recorded_suite_is_the_readme_table_of_its_targets(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# readme\n\n" + "\n".join(results.block_marks("speed_cpu")) + "\n\nafter\n")
+    command = "python benchmarks/bench_model.py --suite cpu --threads 1 --record"
+    bench.record(suite_rows(), command, "CPU X; torch 2.13", "quiet", tmp_path / "speed.json", readme)
+    record = json.loads((tmp_path / "speed.json").read_text())
+    assert record["command"] == command and record["machine"] == "CPU X; torch 2.13" and len(record["rows"]) == 6
+    assert record["rows"][0]["met"] == ">= 1.25: yes" and record["rows"][3]["met"] == ">= 1.5: NO"
+    lines = results.read_block(readme.read_text(), "speed_cpu")
+    assert lines == bench.readme_lines(record) and readme.read_text().endswith("\n\nafter\n")
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[0] == "| row | batch 1 | batch 4 | batch 32 |"
+    assert table[2:] == [  # the rows with a target and the peer's GFLOP/s beside the GEMM; one column per batch
+        "| forward 8x224 D768 depth 12 fp32: tl.fuse(model) / HF (clips/s) | 2.35 (>= 1.25: yes) | "
+        "2.47 (>= 1.25: yes) |  |",
+        "| forward 8x224 D768 depth 12 bf16: tl.fuse(model) / HF (clips/s) | 1.19 (>= 1.5: NO) |  |  |",
+        "| forward 8x224 D768 depth 12 bf16: HF / plain bf16 GEMM 1568x768 @ 768x3072 (GFLOP/s) | 0.905 |  |  |",
+        "| training step 8x32 D64 depth 2 fp32, AdamW: reference+options / HF (clips/s) |  |  | 1.45 (>= 1.35: yes) |",
+    ]
+    assert lines[-1] == (
+        "Targets met: 3 of 4; missed: forward 8x224 D768 depth 12 bf16 batch 1: tl.fuse(model) / HF (clips/s) "
+        "1.19 (>= 1.5)."
+    )
+
+
+def test_record_is_for_the_whole_cpu_suite():
+    for argv in (
+        ["forward", "--record"],
+        ["--suite", "gpu", "--record"],
+        ["--suite", "cpu", "--record", "--no-append"],
+    ):
+        with pytest.raises(SystemExit):
+            bench.parse(argv)
+    assert bench.parse(["--suite", "cpu", "--record"]).record
 
 
 def test_script_leaves_the_callers_thread_count_alone():

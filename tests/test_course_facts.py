@@ -115,16 +115,19 @@ def test_stated_class_counts_and_frame_sizes_match_the_toy_preset(path: Path):
 
 
 def test_the_readme_states_each_recorded_run_as_its_record_says():
-    """The README's sentences about Table 1, the toy lesson and the shipped toy model are written from their records
+    """The README's sentences about Table 1, the toy lesson, the shipped toy model and the CPU speed suite are written
+    from their records
     by the scripts that record them (`--record`); a record changed by hand, or prose edited past its record, fails."""
     results, readme = bench_module("results"), (REPO / "README.md").read_text()
     table1, lesson, ship = bench_module("table1"), bench_module("toy_lesson"), bench_module("ship_toy_model")
+    speed = bench_module("bench_model")
     from timesformer_lite.assets import toy_history, toy_model_path
 
     expected = {
         "table1": table1.readme_lines(json.loads(table1.RECORDED.read_text())),
         "toy_lesson": lesson.readme_lines(json.loads(lesson.RECORDED.read_text())),
         "toy_model": ship.readme_lines(toy_history(), toy_model_path().stat().st_size),
+        "speed_cpu": speed.readme_lines(json.loads(speed.RECORDED.read_text())),
     }
     for name, lines in expected.items():
         assert results.read_block(readme, name) == lines, f"README block '{name}' differs from its record"
