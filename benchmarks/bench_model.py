@@ -824,8 +824,8 @@ def readme_lines(record: dict) -> list[str]:
     heads = [f"batch {b}" if b is not None else "" for b in batches]
     lines = [
         f"The recorded CPU suite ({record['date']}; {record['machine']}; `{record['command']}`): each figure is "
-        "a ratio of medians over interleaved rounds, ours over the other (a difference of logits where the row "
-        "says so), its target after it; benchmarks/RESULTS.md has every row with its spread.",
+        "a ratio of medians over interleaved rounds, ours over the other, its target after it; "
+        "benchmarks/RESULTS.md has every row with its spread.",
         "",
         "| row | " + " | ".join(heads) + " |",
         "| --- |" + " ---: |" * len(batches),
