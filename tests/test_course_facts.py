@@ -115,9 +115,9 @@ def test_stated_class_counts_and_frame_sizes_match_the_toy_preset(path: Path):
 
 
 def test_the_readme_states_each_recorded_run_as_its_record_says():
-    """The README's sentences about Table 1, the toy lesson, the shipped toy model and the CPU speed suite are written
-    from their records
-    by the scripts that record them (`--record`); a record changed by hand, or prose edited past its record, fails."""
+    """The README's sentences about Table 1, the toy lesson, the shipped toy model and the CPU speed suite are
+    written from their records by the scripts that record them (`--record`); a record changed by hand, or prose
+    edited past its record, fails."""
     results, readme = bench_module("results"), (REPO / "README.md").read_text()
     table1, lesson, ship = bench_module("table1"), bench_module("toy_lesson"), bench_module("ship_toy_model")
     speed = bench_module("bench_model")
