@@ -1,6 +1,6 @@
 """Model speed against Hugging Face Timesformer with the same weights, every contender in one interleaved run.
 
-    python benchmarks/bench_model.py --suite cpu --threads 1   # the CPU rows of issues 13 and 22 (~20 min)
+    python benchmarks/bench_model.py --suite cpu --threads 1   # the CPU rows of issues 13 and 22 (~17 min)
     python benchmarks/bench_model.py --suite cpu --threads 1 --record   # ... and make it the README's table
     bash benchmarks/gpu_suite.sh --compile                     # the GPU rows (it runs --suite gpu here)
     python benchmarks/bench_model.py forward --batch 4 --threads 1 [--dtype bf16] [--compile default]
